@@ -1,0 +1,120 @@
+"""Indirect-object-identification prompts built from the templates of Wang et al. (2022).
+
+A BABA prompt reads "Then, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to" and the
+indirect object (IO) is [A]; ABBA swaps the first two names. The ABC distribution replaces the
+names with three different ones, which removes the IO signal (the paper's corruption).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+# The paper's BABA templates (github.com/redwoodresearch/Easy-Transformer, ioi_dataset.py).
+BABA_TEMPLATES: list[str] = [
+    "Then, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to",
+    "Then, [B] and [A] had a lot of fun at the [PLACE]. [B] gave a [OBJECT] to",
+    "Then, [B] and [A] were working at the [PLACE]. [B] decided to give a [OBJECT] to",
+    "Then, [B] and [A] were thinking about going to the [PLACE]. [B] wanted to give a [OBJECT] to",
+    "Then, [B] and [A] had a long argument, and afterwards [B] said to",
+    "After [B] and [A] went to the [PLACE], [B] gave a [OBJECT] to",
+    "When [B] and [A] got a [OBJECT] at the [PLACE], [B] decided to give it to",
+    "When [B] and [A] got a [OBJECT] at the [PLACE], [B] decided to give the [OBJECT] to",
+    "While [B] and [A] were working at the [PLACE], [B] gave a [OBJECT] to",
+    "While [B] and [A] were commuting to the [PLACE], [B] gave a [OBJECT] to",
+    "After the lunch, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to",
+    "Afterwards, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to",
+    "Then, [B] and [A] had a long argument. Afterwards [B] said to",
+    "The [PLACE] [B] and [A] went to had a [OBJECT]. [B] gave it to",
+    "Friends [B] and [A] found a [OBJECT] at the [PLACE]. [B] gave it to",
+]
+
+PLACES: list[str] = ["store", "garden", "restaurant", "school", "hospital", "office", "house", "station"]
+OBJECTS: list[str] = ["ring", "kiss", "bone", "basketball", "computer", "necklace", "drink", "snack"]
+
+# First names in the style of the paper's list; for GPT-2 filter them with `single_token_names`.
+NAMES: list[str] = """
+Aaron Adam Alan Alex Alice Amy Anderson Andre Andrew Andy Anna Anthony Arthur Austin Blake
+Brandon Brian Carter Charles Charlie Christian Christopher Clark Cole Collins Connor Crew
+Crystal Daniel David Dean Edward Elizabeth Emily Eric Eva Ford Frank George Georgia Graham
+Grant Henry Ian Jack Jacob Jake James Jamie Jane Jason Jay Jennifer Jeremy Jessica John
+Jonathan Jordan Joseph Joshua Justin Kate Kelly Kevin Kyle Laura Leon Lewis Lisa Louis Luke
+Madison Marco Marcus Maria Mark Martin Mary Matthew Max Michael Michelle Morgan Patrick Paul
+Peter Prince Rachel Richard River Robert Roman Rose Ruby Russell Ryan Sarah Scott Sean Simon
+Stephen Steven Sullivan Taylor Thomas Tyler Victoria Warren William
+""".split()
+
+
+@dataclass(frozen=True)
+class IOIPrompt:
+    """One prompt: ``text`` ends just before the answer; ``io`` and ``s`` are the two names."""
+
+    text: str
+    io: str
+    s: str
+    template: int
+    order: str  # "BABA", "ABBA" or "ABC"
+    place: str
+    obj: str
+
+    @property
+    def completion(self) -> str:
+        """The full sentence, with the indirect object and a full stop."""
+        return f"{self.text} {self.io}."
+
+
+def abba_template(template: str) -> str:
+    """Swap the first two names of a BABA template, giving its ABBA twin."""
+    first_b, first_a = template.index("[B]"), template.index("[A]")
+    if not first_b < first_a:
+        raise ValueError(f"Not a BABA template (B must come before A): {template!r}")
+    return template[:first_b] + "[A]" + template[first_b + 3 : first_a] + "[B]" + template[first_a + 3 :]
+
+
+def _render(t: int, order: str, a: str, b: str, c: str, place: str, obj: str) -> IOIPrompt:
+    """Fill template ``t``; for order "ABC" the subject's second mention is the third name ``c``."""
+    template = BABA_TEMPLATES[t] if order == "BABA" else abba_template(BABA_TEMPLATES[t])
+    head, tail = template.rsplit("[B]", 1)
+
+    def sub(part: str) -> str:
+        return part.replace("[A]", a).replace("[B]", b).replace("[PLACE]", place).replace("[OBJECT]", obj)
+
+    text = sub(head) + (c if order == "ABC" else b) + sub(tail)
+    return IOIPrompt(text=text, io=a, s=b, template=t, order=order, place=place, obj=obj)
+
+
+def make_ioi_prompts(
+    n: int,
+    names: list[str] | None = None,
+    templates: list[int] | None = None,
+    orders: tuple[str, ...] = ("BABA", "ABBA"),
+    seed: int = 0,
+) -> list[IOIPrompt]:
+    """``n`` prompts with distinct names drawn from ``names``, cycling through ``orders``.
+
+    ``templates`` are indices into :data:`BABA_TEMPLATES` (all by default). With order "ABC" the
+    subject's second mention is a third name, so no name is repeated (the corrupted distribution).
+    """
+    names = NAMES if names is None else names
+    templates = list(range(len(BABA_TEMPLATES))) if templates is None else templates
+    if len(set(names)) < 3:
+        raise ValueError(f"Need at least 3 distinct names, got {len(set(names))}.")
+    if not templates or any(not 0 <= t < len(BABA_TEMPLATES) for t in templates):
+        raise ValueError(f"Template indices must be in 0..{len(BABA_TEMPLATES) - 1}, got {templates}.")
+    bad = set(orders) - {"BABA", "ABBA", "ABC"}
+    if bad or not orders:
+        raise ValueError(f"Unknown orders {sorted(bad)}; use 'BABA', 'ABBA' or 'ABC'.")
+    rng = random.Random(seed)
+    prompts = []
+    for i in range(n):
+        t = rng.choice(templates)
+        a, b, c = rng.sample(names, 3)
+        prompts.append(_render(t, orders[i % len(orders)], a, b, c, rng.choice(PLACES), rng.choice(OBJECTS)))
+    return prompts
+
+
+def corrupt_abc(prompts: list[IOIPrompt], names: list[str] | None = None, seed: int = 1) -> list[IOIPrompt]:
+    """The ABC twin of each prompt: same template, place and object, three fresh distinct names."""
+    names = NAMES if names is None else names
+    rng = random.Random(seed)
+    return [_render(p.template, "ABC", *rng.sample(names, 3), p.place, p.obj) for p in prompts]

@@ -1,0 +1,64 @@
+"""Run-time switches shared by every notebook: fast mode, parameters, device and seeds."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def fast_mode() -> bool:
+    """True when ``INTERP_FAST`` is set (tests and CI): notebooks shrink their step counts."""
+    value = os.environ.get("INTERP_FAST", "0").strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise ValueError(f"INTERP_FAST={value!r}: use 1 (fast mode, for tests) or 0 (full mode).")
+    return value in _TRUE
+
+
+def param(name: str, default):
+    """A notebook parameter: the environment variable ``INTERP_<NAME>`` if set, else ``default``.
+
+    The value is converted to the type of ``default`` (bool, int, float or str).
+    """
+    raw = os.environ.get(f"INTERP_{name.upper()}")
+    if raw is None:
+        return default
+    try:
+        if isinstance(default, bool):
+            if raw.strip().lower() not in _TRUE | _FALSE:
+                raise ValueError
+            return raw.strip().lower() in _TRUE
+        return type(default)(raw) if default is not None else raw
+    except ValueError:
+        raise ValueError(
+            f"INTERP_{name.upper()}={raw!r} cannot be read as {type(default).__name__} (the default is {default!r})."
+        ) from None
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The device to use: ``prefer`` (or ``INTERP_DEVICE``) if given, else CUDA, then MPS, then CPU."""
+    prefer = prefer or os.environ.get("INTERP_DEVICE")
+    if prefer:
+        device = torch.device(prefer)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"Device {prefer!r} was asked for but CUDA is not available; use 'cpu'.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def set_seed(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so a run can be repeated."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)

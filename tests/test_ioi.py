@@ -1,0 +1,41 @@
+import pytest
+
+from interp_utils.ioi import BABA_TEMPLATES, abba_template, corrupt_abc, make_ioi_prompts
+
+
+def test_templates_have_both_names_and_end_before_the_answer():
+    for t in BABA_TEMPLATES:
+        assert t.index("[B]") < t.index("[A]")
+        assert t.count("[B]") == 2 and t.count("[A]") == 1
+        assert t.endswith(" to")
+        assert abba_template(t).index("[A]") < abba_template(t).index("[B]")
+
+
+def test_prompts_name_roles():
+    prompts = make_ioi_prompts(60, orders=("BABA", "ABBA", "ABC"), seed=1)
+    for p in prompts:
+        assert p.io != p.s
+        if p.order == "ABC":
+            assert p.text.count(p.s) == 1 and p.text.count(p.io) == 1
+        else:
+            # the subject appears twice, the indirect object once, and the last name is the subject
+            assert p.text.count(" " + p.s) + p.text.startswith(p.s) == 2
+            last_s, last_io = p.text.rfind(p.s), p.text.rfind(p.io)
+            assert last_s > last_io
+    assert {p.order for p in prompts} == {"BABA", "ABBA", "ABC"}
+
+
+def test_abc_corruption_keeps_template_and_uses_three_names():
+    prompts = make_ioi_prompts(20, seed=2)
+    for p, c in zip(prompts, corrupt_abc(prompts), strict=True):
+        assert c.template == p.template and c.place == p.place and c.obj == p.obj
+        assert c.order == "ABC" and c.text.count(c.s) == 1
+
+
+def test_bad_arguments_are_explained():
+    with pytest.raises(ValueError, match="distinct names"):
+        make_ioi_prompts(3, names=["Ann", "Bob"])
+    with pytest.raises(ValueError, match="Template indices"):
+        make_ioi_prompts(3, templates=[99])
+    with pytest.raises(ValueError, match="Unknown orders"):
+        make_ioi_prompts(3, orders=("XYZ",))

@@ -1,0 +1,39 @@
+import pytest
+import torch
+
+from interp_utils import superposition as sp
+
+
+def test_shapes_and_bad_input():
+    model = sp.ToyModel(sp.ToyConfig(n_features=6, n_hidden=2, n_instances=3), feature_probability=0.5)
+    x = model.generate_batch(16)
+    assert x.shape == (16, 3, 6) and model(x).shape == (16, 3, 6)
+    with pytest.raises(ValueError, match="features must be"):
+        model(torch.rand(16, 3, 5))
+
+
+def test_sparsity_of_generated_features():
+    model = sp.ToyModel(sp.ToyConfig(n_features=50, n_instances=2), feature_probability=torch.tensor([[1.0], [0.1]]))
+    x = model.generate_batch(2000)
+    present = (x > 0).float().mean(dim=(0, 2))
+    assert present[0] > 0.99 and abs(present[1] - 0.1) < 0.01
+
+
+def test_training_finds_two_orthogonal_features_when_dense():
+    torch.manual_seed(0)
+    model = sp.ToyModel(sp.ToyConfig(n_features=5, n_hidden=2, n_instances=1), 1.0, 0.9 ** torch.arange(5.0))
+    losses = sp.train_toy_model(model, steps=3000, lr=1e-2, batch_size=512, progress=False)
+    assert losses[-1] < losses[0]
+    norms = sp.feature_norms(model.W.detach())[0]
+    assert (norms > 0.5).sum() == 2 and norms[:2].min() > 0.5  # the two most important features
+    assert sp.dimensions_per_feature(model.W.detach())[0] == pytest.approx(1.0, abs=0.1)
+
+
+def test_checks_reject_wrong_answers():
+    with pytest.raises(AssertionError):
+        sp.check_weighted_mse(lambda out, x, imp: (imp * (out - x) ** 2).mean())
+    with pytest.raises(AssertionError):
+        sp.check_feature_dimensionality(lambda W: W.norm(dim=1))
+    with pytest.raises(AssertionError):
+        sp.check_classify_phase(lambda W: torch.zeros(W.shape[0], dtype=torch.long))
+    sp.check_weighted_mse(sp.weighted_mse)
