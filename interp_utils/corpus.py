@@ -32,6 +32,8 @@ MIX: dict[str, float] = {"ioi": 0.30, "plain": 0.20, "random_repeat": 0.30, "sen
 
 NOUNS = "dog cat teacher doctor farmer child bird man woman friend neighbour driver".split()
 ADJECTIVES = "big small red old new happy quiet busy warm cold".split()
+ROLE_NOUNS = NOUNS + OBJECTS
+ROLE_NOUN_SHARE = 1 / 3
 OPENERS = ["Then,", "After the lunch,", "Afterwards,", "Later,", "In the morning,", "Yesterday,"]
 PREDICATES = [
     "went to the [PLACE].",
@@ -82,7 +84,10 @@ def document(rng: random.Random, vocab: list[str]) -> str:
     kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
     if kind == "ioi":  # an IOI story, sometimes after a plain sentence
         order = rng.choice(("BABA", "ABBA"))
-        (p,) = make_ioi_prompts(1, TRAIN_NAMES, TRAIN_TEMPLATES, (order,), seed=rng.getrandbits(32))
+        # A third of the stories use nouns in the two roles: the rule "copy the entity that was not
+        # repeated" is then not tied to particular names, which is what lets it reach held-out names.
+        cast = ROLE_NOUNS if rng.random() < ROLE_NOUN_SHARE else TRAIN_NAMES
+        (p,) = make_ioi_prompts(1, cast, TRAIN_TEMPLATES, (order,), seed=rng.getrandbits(32))
         return (sentence(rng) + " " if rng.random() < 0.3 else "") + p.completion
     if kind == "plain":
         return " ".join(sentence(rng) for _ in range(rng.randint(1, 4)))

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
-STUB = 'raise NotImplementedError("Exercise: write this part, then run the check below.")'
+STUB = 'raise NotImplementedError("Exercise: replace this line with your answer; the check in this cell tests it.")'
 
 
 def strip_solution(source: str) -> str:

@@ -17,20 +17,27 @@ def model():
 
 def test_has_induction_heads(model):
     scores, chance = induction_scores(model, seq_len=40, batch=16, seed=7)
-    assert scores.max() > 0.4, f"best induction score {scores.max():.3f}"
+    assert scores.max() > 0.5, f"best induction score {scores.max():.3f}"
     assert scores.max() > 10 * chance
     assert (scores > 0.2).sum() >= 1
 
 
 def test_does_ioi_on_held_out_names_and_templates(model):
-    prompts = make_ioi_prompts(200, corpus.HELD_OUT_NAMES, corpus.HELD_OUT_TEMPLATES, seed=11)
-    diffs = ioi_logit_diffs(model, prompts)
-    assert diffs.mean() > 1.0, f"mean logit diff {diffs.mean():.3f}"
-    assert (diffs > 0).float().mean() > 0.8
+    """Names and templates that never occur in the corpus's IOI stories: IO still clearly beats S."""
+    diffs = ioi_logit_diffs(model, make_ioi_prompts(200, corpus.HELD_OUT_NAMES, corpus.HELD_OUT_TEMPLATES, seed=11))
+    standard_error = diffs.std() / len(diffs) ** 0.5
+    assert diffs.mean() > 3 * standard_error, f"mean {diffs.mean():.3f}, standard error {standard_error:.3f}"
+    assert (diffs > 0).float().mean() > 0.6
+
+
+def test_does_ioi_on_held_out_names_in_training_templates(model):
+    diffs = ioi_logit_diffs(model, make_ioi_prompts(200, corpus.HELD_OUT_NAMES, corpus.TRAIN_TEMPLATES, seed=11))
+    assert diffs.mean() > 3.0 and (diffs > 0).float().mean() > 0.9
 
 
 def test_abc_prompts_carry_no_ioi_signal(model):
-    """On the corrupted distribution neither name is repeated, so the preference for 'IO' should vanish."""
-    prompts = make_ioi_prompts(200, corpus.HELD_OUT_NAMES, corpus.HELD_OUT_TEMPLATES, orders=("ABC",), seed=12)
-    clean = make_ioi_prompts(200, corpus.HELD_OUT_NAMES, corpus.HELD_OUT_TEMPLATES, seed=12)
-    assert ioi_logit_diffs(model, prompts).mean().abs() < 0.5 * ioi_logit_diffs(model, clean).mean()
+    """With no repeated name (the ABC corruption) the preference for the 'IO' name should vanish."""
+    names, templates = corpus.HELD_OUT_NAMES, corpus.TRAIN_TEMPLATES
+    abc = ioi_logit_diffs(model, make_ioi_prompts(200, names, templates, orders=("ABC",), seed=12))
+    clean = ioi_logit_diffs(model, make_ioi_prompts(200, names, templates, seed=12))
+    assert abc.mean().abs() < 0.2 * clean.mean()
