@@ -46,12 +46,13 @@ def make_config(d_vocab: int, seed: int = 0) -> HookedTransformerConfig:
 def train(out: Path, steps: int, batch_size: int, lr: float, warmup: int, weight_decay: float, seed: int) -> dict:
     """Train from scratch on the generated corpus, save to ``out`` and return the training record."""
     set_seed(seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     tokenizer = corpus.build_tokenizer()
     cfg = make_config(len(tokenizer), seed)
     model = HookedTransformer(cfg, tokenizer=tokenizer)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "W_pos" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "W_pos" not in n)]
+    # weight decay on matrices only (not biases, LayerNorm gains or the position table), as in nanoGPT
+    decays = {n: p.ndim >= 2 and "W_pos" not in n for n, p in model.named_parameters()}
+    decay = [p for n, p in model.named_parameters() if decays[n]]
+    no_decay = [p for n, p in model.named_parameters() if not decays[n]]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=lr,

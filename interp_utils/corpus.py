@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import re
-from pathlib import Path
 
 import torch
 from jaxtyping import Int
@@ -149,8 +148,3 @@ def sample_text(n_docs: int = 5, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     vocab = all_words()
     return [document(rng, vocab) for _ in range(n_docs)]
-
-
-def save_tokenizer(path: Path) -> None:
-    """Write the tokenizer files into ``path``."""
-    build_tokenizer().save_pretrained(str(path))

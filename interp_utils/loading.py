@@ -55,7 +55,7 @@ def load_bundled(path: Path | str = BUNDLED_DIR, device: str | torch.device | No
         cfg.device = str(device)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
     model = HookedTransformer(cfg, tokenizer=tokenizer)
-    model.load_state_dict(load_file(path / "model.safetensors"), strict=False)
+    model.load_state_dict(load_file(path / "model.safetensors"), strict=True)
     model.to(cfg.device)
     model.eval()
     return model
