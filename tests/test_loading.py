@@ -34,3 +34,17 @@ def test_bundled_by_name_round_trips_text():
 def test_hub_reachable_honours_offline_flag(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert not loading.hub_reachable()
+
+
+def test_online_path_loads_the_real_model(monkeypatch, capsys):
+    """With the hub reachable, load_model asks TransformerLens for the official model (stubbed here: no network)."""
+    calls = []
+    monkeypatch.setattr(loading, "hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(
+        loading.HookedTransformer,
+        "from_pretrained",
+        classmethod(lambda cls, name, device: calls.append((name, device))),
+    )
+    loading.load_model("gpt2-small", device="cpu")
+    assert calls == [("gpt2", "cpu")]
+    assert "FALLING BACK" not in capsys.readouterr().out
