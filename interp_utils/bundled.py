@@ -118,22 +118,22 @@ def evaluate(model: HookedTransformer, n_prompts: int = 400, seed: int = 123) ->
     }
     names = {"train_names": corpus.TRAIN_NAMES, "heldout_names": corpus.HELD_OUT_NAMES}
     templates = {"train_templates": corpus.TRAIN_TEMPLATES, "heldout_templates": corpus.HELD_OUT_TEMPLATES}
+    measured = {}
     for name_split, name_list in names.items():
         for template_split, template_list in templates.items():
-            diffs = ioi_logit_diffs(model, make_ioi_prompts(n_prompts, name_list, template_list, seed=seed))
+            prompts = make_ioi_prompts(n_prompts, name_list, template_list, seed=seed)
+            diffs = ioi_logit_diffs(model, prompts)
+            measured[f"ioi_{name_split}_{template_split}"] = (prompts, diffs)
             result[f"ioi_{name_split}_{template_split}"] = {
                 "mean_logit_diff": round(diffs.mean().item(), 3),
                 "std_logit_diff": round(diffs.std().item(), 3),
                 "fraction_io_beats_s": round((diffs > 0).float().mean().item(), 4),
             }
+    # the held-out names x held-out templates prompts, broken down by template
+    prompts, diffs = measured["ioi_heldout_names_heldout_templates"]
+    template_of = torch.tensor([p.template for p in prompts])
     result["ioi_heldout_names_by_heldout_template"] = {
-        str(t): round(
-            ioi_logit_diffs(model, make_ioi_prompts(n_prompts // 2, names["heldout_names"], [t], seed=seed))
-            .mean()
-            .item(),
-            3,
-        )
-        for t in corpus.HELD_OUT_TEMPLATES
+        str(t): round(diffs[template_of == t].mean().item(), 3) for t in corpus.HELD_OUT_TEMPLATES
     }
     return result
 
@@ -147,11 +147,15 @@ def write_card(path: Path, record: dict, metrics: dict) -> None:
     )
 
     by_template = ", ".join(f"{v} (template {t})" for t, v in metrics["ioi_heldout_names_by_heldout_template"].items())
-
-    heldout_both = "ioi_heldout_names_heldout_templates"
-
-    def ioi_cell(d: dict) -> str:
-        return f"{d['mean_logit_diff']} (IO beats S in {d['fraction_io_beats_s']:.1%})"
+    ioi_rows = "\n".join(
+        f"| IOI mean logit diff, {label} | {d['mean_logit_diff']} (IO beats S in {d['fraction_io_beats_s']:.1%}) |"
+        for label, d in (
+            ("held-out names and held-out templates", metrics["ioi_heldout_names_heldout_templates"]),
+            ("held-out names, training templates", metrics["ioi_heldout_names_train_templates"]),
+            ("training names, held-out templates", metrics["ioi_train_names_heldout_templates"]),
+            ("training names and templates", metrics["ioi_train_names_train_templates"]),
+        )
+    )
 
     text = f"""# interp-mini-gpt2: the bundled model
 
@@ -186,10 +190,7 @@ AdamW (lr {record["lr"]}, {record["warmup"]} warm-up steps, cosine decay, weight
 | property | measured |
 |---|---|
 | best induction score (repeated random tokens, 40 + 40) | {induction} |
-| IOI mean logit diff, held-out names and held-out templates | {ioi_cell(metrics[heldout_both])} |
-| IOI mean logit diff, held-out names, training templates | {ioi_cell(metrics["ioi_heldout_names_train_templates"])} |
-| IOI mean logit diff, training names, held-out templates | {ioi_cell(metrics["ioi_train_names_heldout_templates"])} |
-| IOI mean logit diff, training names and templates | {ioi_cell(metrics["ioi_train_names_train_templates"])} |
+{ioi_rows}
 
 With held-out names, the mean logit difference on each held-out template separately is
 {by_template}:
