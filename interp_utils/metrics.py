@@ -6,6 +6,7 @@ import torch
 from jaxtyping import Float, Int
 from transformer_lens import HookedTransformer
 
+from interp_utils.heads import chance_scores, head_scores
 from interp_utils.ioi import IOIPrompt
 
 
@@ -17,7 +18,8 @@ def repeated_random_tokens(
         raise ValueError(f"Need seq_len >= 2 and batch >= 1, got seq_len={seq_len}, batch={batch}.")
     if 2 * seq_len + 1 > model.cfg.n_ctx:
         raise ValueError(f"2 * seq_len + 1 = {2 * seq_len + 1} exceeds the model's context of {model.cfg.n_ctx}.")
-    special = set(model.tokenizer.all_special_ids) if model.tokenizer is not None else set()
+    # without a tokenizer (a model built from a config), token 0 plays BOS, as in heads.repeated_segment_batch
+    special = set(model.tokenizer.all_special_ids) if model.tokenizer is not None else {0}
     allowed = torch.tensor([t for t in range(model.cfg.d_vocab) if t not in special])
     gen = torch.Generator().manual_seed(seed)
     rand = allowed[torch.randint(len(allowed), (batch, seq_len), generator=gen)]
@@ -25,25 +27,15 @@ def repeated_random_tokens(
     return torch.cat([bos, rand, rand], dim=1).to(model.cfg.device)
 
 
-@torch.inference_mode()
 def induction_scores(
     model: HookedTransformer, seq_len: int = 40, batch: int = 16, seed: int = 0
 ) -> tuple[Float[torch.Tensor, "layer head"], float]:
-    """Each head's mean attention from a repeated token to the token after its first occurrence.
+    """Each head's induction score on repeated random tokens (see :func:`interp_utils.heads.head_scores`).
 
     Returns the scores and the chance level (the score of uniform causal attention).
     """
     tokens = repeated_random_tokens(model, seq_len, batch, seed)
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("pattern"))
-    scores = torch.stack(
-        [
-            cache["pattern", layer].diagonal(offset=1 - seq_len, dim1=-2, dim2=-1)[..., 1:].mean(dim=(0, -1))
-            for layer in range(model.cfg.n_layers)
-        ]
-    )
-    dest = torch.arange(seq_len + 1, 2 * seq_len + 1)
-    chance = (1.0 / (dest + 1)).mean().item()
-    return scores.cpu(), chance
+    return head_scores(model, tokens)["induction"], chance_scores(tokens)["induction"]
 
 
 @torch.inference_mode()

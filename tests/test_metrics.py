@@ -25,38 +25,7 @@ def test_random_model_scores_near_chance():
     assert scores.max() < 5 * chance
 
 
-def test_hand_built_induction_head_is_found():
-    """Layer 0 head 0 copies the previous token's embedding; layer 1 head 0 matches it against the current token."""
-    n_ctx, vocab, d_half = 64, 128, 128
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=2 * d_half + n_ctx,
-        n_heads=1,
-        d_head=d_half + n_ctx,
-        n_ctx=n_ctx,
-        d_vocab=vocab,
-        attn_only=True,
-        normalization_type=None,
-        seed=0,
-    )
-    model = HookedTransformer(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        # residual stream: [token one-hot (padded) | previous token one-hot (written by L0) | position one-hot]
-        model.W_E[:, :vocab] = torch.eye(vocab)
-        model.W_pos[:, 2 * d_half :] = torch.eye(n_ctx)
-        # L0H0: attend from position p to p-1 using positions, copy the token slot into the "previous token" slot
-        shift = torch.zeros(n_ctx, n_ctx)
-        shift[torch.arange(1, n_ctx), torch.arange(n_ctx - 1)] = 1.0
-        model.blocks[0].attn.W_Q[0, 2 * d_half :, d_half:] = 200 * torch.eye(n_ctx)
-        model.blocks[0].attn.W_K[0, 2 * d_half :, d_half:] = shift.T
-        model.blocks[0].attn.W_V[0, :d_half, :d_half] = torch.eye(d_half)
-        model.blocks[0].attn.W_O[0, :d_half, d_half : 2 * d_half] = torch.eye(d_half)
-        # L1H0: query = current token, key = previous token at the source: attends to the token after a match
-        model.blocks[1].attn.W_Q[0, :d_half, :d_half] = 200 * torch.eye(d_half)
-        model.blocks[1].attn.W_K[0, d_half : 2 * d_half, :d_half] = torch.eye(d_half)
-    model.tokenizer = None
-    scores, chance = induction_scores(model, seq_len=25, batch=8)
+def test_hand_built_induction_head_is_found(induction_model):
+    scores, chance = induction_scores(induction_model, seq_len=25, batch=8)
     assert scores[1, 0] > 0.75 and scores[1, 0] > 10 * chance
-    assert scores[0, 0] < 0.1
+    assert scores[0, 0] < 0.1 and scores[1, 1] < 0.1
