@@ -7,6 +7,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from interp_utils.runtime import strict_mode
+
+
+class ReproductionMismatch(AssertionError):
+    """Raised by ``ReproductionTable.show`` in strict mode when a row disagrees with the paper."""
+
 
 @dataclass
 class Row:
@@ -34,7 +40,10 @@ class ReproductionTable:
         return "\n".join(lines)
 
     def show(self, mode: str = "", seconds: float | None = None) -> None:
-        """Display the table; with ``INTERP_REPORT_DIR`` set, also write it there as JSON."""
+        """Display the table; with ``INTERP_REPORT_DIR`` set, also write it there as JSON.
+
+        In strict mode (``INTERP_STRICT=1``, as under pytest) a row that disagrees raises afterwards.
+        """
         from IPython.display import Markdown, display
 
         footer = f"\n\nModel: {self.model}. Mode: {mode or 'n/a'}." + (
@@ -47,3 +56,9 @@ class ReproductionTable:
             record = {"notebook": self.notebook, "model": self.model, "mode": mode, "seconds": seconds}
             record["rows"] = [asdict(r) for r in self.rows]
             (Path(out_dir) / f"{self.notebook}.json").write_text(json.dumps(record, indent=2))
+        failed = [r.finding for r in self.rows if r.agrees is False]
+        if failed and strict_mode():
+            raise ReproductionMismatch(
+                f"{self.notebook}: {len(failed)} finding(s) did not reproduce: {'; '.join(failed)}. "
+                "See the table above (INTERP_STRICT=0 shows the table without failing)."
+            )

@@ -12,12 +12,21 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+def _flag(name: str, meaning: str) -> bool:
+    value = os.environ.get(name, "0").strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise ValueError(f"{name}={value!r}: use 1 ({meaning}) or 0.")
+    return value in _TRUE
+
+
 def fast_mode() -> bool:
     """True when ``INTERP_FAST`` is set (tests and CI): notebooks shrink their step counts."""
-    value = os.environ.get("INTERP_FAST", "0").strip().lower()
-    if value not in _TRUE | _FALSE:
-        raise ValueError(f"INTERP_FAST={value!r}: use 1 (fast mode, for tests) or 0 (full mode).")
-    return value in _TRUE
+    return _flag("INTERP_FAST", "fast mode, for tests")
+
+
+def strict_mode() -> bool:
+    """True when ``INTERP_STRICT`` is set (tests and CI): a reproduction row that disagrees is an error."""
+    return _flag("INTERP_STRICT", "fail on a reproduction row that disagrees with the paper")
 
 
 def param(name: str, default):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from interp_utils import plotting
-from interp_utils.report import ReproductionTable
+from interp_utils.report import ReproductionMismatch, ReproductionTable
 
 
 def test_plot_helpers():
@@ -24,3 +24,17 @@ def test_reproduction_table_saves_when_asked(tmp_path, monkeypatch):
     table.show(mode="fast", seconds=1.0)
     saved = json.loads((tmp_path / "nb.json").read_text())
     assert saved["rows"][0]["agrees"] is True and saved["mode"] == "fast"
+
+
+def test_strict_mode_fails_on_a_row_that_disagrees(tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERP_REPORT_DIR", str(tmp_path))
+    table = ReproductionTable("nb")
+    table.add("holds", "p", "m", True)
+    table.add("judgement", "p", "m", None)
+    table.add("broken", "p", "m", False)
+    monkeypatch.setenv("INTERP_STRICT", "0")
+    table.show()
+    monkeypatch.setenv("INTERP_STRICT", "1")
+    with pytest.raises(ReproductionMismatch, match="1 finding.*broken"):
+        table.show()
+    assert json.loads((tmp_path / "nb.json").read_text())["rows"][2]["agrees"] is False  # written before failing
