@@ -10,6 +10,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
 # The paper's BABA templates (github.com/redwoodresearch/Easy-Transformer, ioi_dataset.py).
 BABA_TEMPLATES: list[str] = [
     "Then, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to",
@@ -118,3 +122,82 @@ def corrupt_abc(prompts: list[IOIPrompt], names: list[str] | None = None, seed: 
     names = NAMES if names is None else names
     rng = random.Random(seed)
     return [_render(p.template, "ABC", *rng.sample(names, 3), p.place, p.obj) for p in prompts]
+
+
+POSITIONS = ("IO", "S1", "S1+1", "S2", "end")  # the token positions the paper's analysis refers to
+
+
+def single_token_names(model, names: list[str] | None = None) -> list[str]:
+    """The names that ``model``'s tokenizer writes as one token after a space (as they appear in prompts)."""
+    names = NAMES if names is None else names
+    unknown = getattr(model.tokenizer, "unk_token_id", None)
+    out = []
+    for name in names:
+        ids = model.to_tokens(" " + name, prepend_bos=False)[0].tolist()
+        if len(ids) == 1 and ids[0] != unknown:
+            out.append(name)
+    return out
+
+
+@dataclass
+class IOIBatch:
+    """Prompts tokenised for ``model``, with the positions of the names and the answer tokens."""
+
+    prompts: list[IOIPrompt]
+    tokens: Int[Tensor, "batch pos"]  # right-padded, BOS first
+    corrupted: Int[Tensor, "batch pos"]  # the ABC twins, same positions
+    io: Int[Tensor, " batch"]
+    s: Int[Tensor, " batch"]
+    positions: dict[str, Int[Tensor, " batch"]]  # each of POSITIONS, per prompt
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def ioi_batch(model, prompts: list[IOIPrompt], corrupted: list[IOIPrompt] | None = None, seed: int = 1) -> IOIBatch:
+    """Tokenise ``prompts`` and their ABC twins (made with :func:`corrupt_abc` unless given).
+
+    Every name must be a single token for ``model`` (use :func:`single_token_names` to choose names),
+    and each twin must tokenise to the same length, so that positions line up.
+    """
+    if not prompts:
+        raise ValueError("No prompts given.")
+    names = sorted({p.io for p in prompts} | {p.s for p in prompts})
+    multi = sorted(set(names) - set(single_token_names(model, names)))
+    if multi:
+        raise ValueError(
+            f"These names are not single tokens for {model.cfg.model_name}: {multi[:10]}. "
+            "Build prompts from ioi.single_token_names(model)."
+        )
+    corrupted = corrupt_abc(prompts, single_token_names(model), seed=seed) if corrupted is None else corrupted
+    if len(corrupted) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(corrupted)} corrupted prompts.")
+    clean_rows = [model.to_tokens(p.text)[0] for p in prompts]
+    corrupt_rows = [model.to_tokens(p.text)[0] for p in corrupted]
+    positions: dict[str, list[int]] = {k: [] for k in POSITIONS}
+    for p, row, twin in zip(prompts, clean_rows, corrupt_rows, strict=True):
+        if len(row) != len(twin):
+            raise ValueError(f"Prompt and its corrupted twin tokenise to different lengths: {p.text!r}.")
+        io_id, s_id = model.to_single_token(" " + p.io), model.to_single_token(" " + p.s)
+        s_at = (row == s_id).nonzero().flatten().tolist()
+        io_at = (row == io_id).nonzero().flatten().tolist()
+        if len(s_at) != 2 or len(io_at) != 1:
+            raise ValueError(f"Expected S twice and IO once in {p.text!r}; found S at {s_at}, IO at {io_at}.")
+        for key, value in zip(POSITIONS, (io_at[0], s_at[0], s_at[0] + 1, s_at[1], len(row) - 1), strict=True):
+            positions[key].append(value)
+    width = max(len(r) for r in clean_rows)
+    pad = (
+        model.tokenizer.pad_token_id if model.tokenizer is not None and model.tokenizer.pad_token_id is not None else 0
+    )
+
+    def stack(rows: list[Tensor]) -> Tensor:
+        return torch.stack([torch.cat([r, r.new_full((width - len(r),), pad)]) for r in rows]).to(model.cfg.device)
+
+    return IOIBatch(
+        prompts=list(prompts),
+        tokens=stack(clean_rows),
+        corrupted=stack(corrupt_rows),
+        io=torch.tensor([model.to_single_token(" " + p.io) for p in prompts], device=model.cfg.device),
+        s=torch.tensor([model.to_single_token(" " + p.s) for p in prompts], device=model.cfg.device),
+        positions={k: torch.tensor(v, device=model.cfg.device) for k, v in positions.items()},
+    )

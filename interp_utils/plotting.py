@@ -62,3 +62,14 @@ def scatter(x, y, title: str = "", xlabel: str = "", ylabel: str = "", **kwargs)
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same number of points, got {x.shape[0]} and {y.shape[0]}.")
     return px.scatter(x=x, y=y, title=title, labels={"x": xlabel, "y": ylabel}, **kwargs)
+
+
+def facets(values: dict[str, object], title: str = "", **kwargs) -> go.Figure:
+    """Heatmaps of equal shape side by side, one per entry of ``values``, each titled by its key."""
+    arrays = [to_numpy(v) for v in values.values()]
+    if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 2:
+        raise ValueError(f"facets takes 2-D arrays of one shape, got {[a.shape for a in arrays]}.")
+    fig = imshow(np.stack(arrays), title=title, facet_col=0, **kwargs)
+    for annotation, name in zip(fig.layout.annotations, values, strict=True):
+        annotation.text = name
+    return fig

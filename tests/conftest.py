@@ -53,3 +53,10 @@ def build_induction_model() -> HookedTransformer:
 @pytest.fixture(scope="session")
 def induction_model() -> HookedTransformer:
     return build_induction_model()
+
+
+@pytest.fixture(scope="session")
+def bundled_model() -> HookedTransformer:
+    from interp_utils import load_bundled
+
+    return load_bundled(device="cpu")

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from interp_utils.ioi import BABA_TEMPLATES, abba_template, corrupt_abc, make_ioi_prompts
 
@@ -39,3 +40,24 @@ def test_bad_arguments_are_explained():
         make_ioi_prompts(3, templates=[99])
     with pytest.raises(ValueError, match="Unknown orders"):
         make_ioi_prompts(3, orders=("XYZ",))
+
+
+def test_ioi_batch_positions_and_tokens(bundled_model):
+    from interp_utils.ioi import POSITIONS, ioi_batch, single_token_names
+
+    names = single_token_names(bundled_model)
+    assert "Zorgblat" not in single_token_names(bundled_model, names + ["Zorgblat"])
+    prompts = make_ioi_prompts(12, names, seed=3)
+    batch = ioi_batch(bundled_model, prompts)
+    rows = torch.arange(len(batch))
+    assert set(batch.positions) == set(POSITIONS) and batch.tokens.shape == batch.corrupted.shape
+    assert torch.equal(batch.tokens[rows, batch.positions["IO"]], batch.io)
+    assert torch.equal(batch.tokens[rows, batch.positions["S1"]], batch.s)
+    assert torch.equal(batch.tokens[rows, batch.positions["S2"]], batch.s)
+    assert (batch.positions["S1+1"] == batch.positions["S1"] + 1).all()
+    for i, p in enumerate(prompts):
+        assert batch.positions["end"][i] == len(bundled_model.to_tokens(p.text)[0]) - 1
+        # the corrupted twin has no repeated name: S2's position holds a third name
+        assert batch.corrupted[i, batch.positions["S2"][i]] != batch.corrupted[i, batch.positions["S1"][i]]
+    with pytest.raises(ValueError, match="not single tokens"):
+        ioi_batch(bundled_model, make_ioi_prompts(3, ["Zorgblat", "Ann", "Bob"]))

@@ -14,6 +14,10 @@ def test_plot_helpers():
     assert len(plotting.line({"a": [1, 2], "b": [2, 3]}).data) == 2
     with pytest.raises(ValueError, match="same number"):
         plotting.scatter([1, 2], [1, 2, 3])
+    fig = plotting.facets({"left": torch.zeros(2, 3), "right": torch.ones(2, 3)})
+    assert [a.text for a in fig.layout.annotations] == ["left", "right"]
+    with pytest.raises(ValueError, match="one shape"):
+        plotting.facets({"a": torch.zeros(2, 3), "b": torch.zeros(3, 2)})
 
 
 def test_reproduction_table_saves_when_asked(tmp_path, monkeypatch):
