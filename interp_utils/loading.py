@@ -37,8 +37,14 @@ def banner(lines: list[str]) -> str:
     return "\n".join(["#" * width, *(f"# {line.ljust(width - 4)} #" for line in lines), "#" * width])
 
 
-def load_bundled(path: Path | str = BUNDLED_DIR, device: str | torch.device | None = None) -> HookedTransformer:
-    """The project's small GPT-2-architecture model, from ``config.json``, ``model.safetensors`` and its tokenizer."""
+def load_bundled(
+    path: Path | str = BUNDLED_DIR, device: str | torch.device | None = None, process_weights: bool = True
+) -> HookedTransformer:
+    """The project's small GPT-2-architecture model, from ``config.json``, ``model.safetensors`` and its tokenizer.
+
+    Like ``HookedTransformer.from_pretrained`` for GPT-2, it folds LayerNorm weights into the next layer and
+    centres the weights that write to the residual stream (same outputs; ``process_weights=False`` skips it).
+    """
     from transformers import PreTrainedTokenizerFast
 
     path = Path(path)
@@ -56,6 +62,8 @@ def load_bundled(path: Path | str = BUNDLED_DIR, device: str | torch.device | No
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
     model = HookedTransformer(cfg, tokenizer=tokenizer)
     model.load_state_dict(load_file(path / "model.safetensors"), strict=True)
+    if process_weights:
+        model.process_weights_(fold_ln=True, center_writing_weights=True, center_unembed=True)
     model.to(cfg.device)
     model.eval()
     return model

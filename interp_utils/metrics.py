@@ -7,7 +7,7 @@ from jaxtyping import Float, Int
 from transformer_lens import HookedTransformer
 
 from interp_utils.heads import chance_scores, head_scores
-from interp_utils.ioi import IOIPrompt
+from interp_utils.ioi import IOIBatch, IOIPrompt
 
 
 def repeated_random_tokens(
@@ -49,3 +49,46 @@ def ioi_logit_diffs(model: HookedTransformer, prompts: list[IOIPrompt]) -> Float
     s = torch.tensor([model.to_single_token(" " + p.s) for p in prompts], device=tokens.device)
     logits = model(tokens)[torch.arange(len(prompts)), lengths - 1]
     return (logits.gather(1, io[:, None]) - logits.gather(1, s[:, None])).squeeze(1).cpu()
+
+
+def logit_diff(logits: Float[torch.Tensor, "batch pos vocab"], batch: IOIBatch) -> Float[torch.Tensor, " batch"]:
+    """IO logit minus S logit at each prompt's last token, for a tokenised IOI batch."""
+    rows = torch.arange(len(batch), device=logits.device)
+    final = logits[rows, batch.positions["end"].to(logits.device)]
+    return (
+        final.gather(1, batch.io[:, None].to(logits.device))[:, 0]
+        - final.gather(1, batch.s[:, None].to(logits.device))[:, 0]
+    )
+
+
+def head_direct_effects(model: HookedTransformer, cache, batch: IOIBatch) -> Float[torch.Tensor, "layer head"]:
+    """Direct logit attribution: each head's output at the last token, through the final LayerNorm's scale
+    (frozen from the run) and the unembedding, onto the IO-minus-S direction; mean over prompts."""
+    rows = torch.arange(len(batch))
+    end = batch.positions["end"].cpu()
+    direction = (model.W_U[:, batch.io] - model.W_U[:, batch.s]).T.detach().cpu()  # [batch, d_model]
+    scale = cache["ln_final.hook_scale"][rows, end].cpu()  # [batch, 1]
+    out = []
+    for layer in range(model.cfg.n_layers):
+        z = cache[f"blocks.{layer}.attn.hook_z"][rows, end].cpu()  # [batch, head, d_head]
+        result = torch.einsum("bhd,hdm->bhm", z, model.W_O[layer].detach().cpu())  # [batch, head, d_model]
+        out.append(((result / scale[:, :, None]) * direction[:, None]).sum(-1).mean(0))
+    return torch.stack(out)
+
+
+def layer_direct_effects(model: HookedTransformer, cache, batch: IOIBatch) -> dict[str, float]:
+    """Direct logit attribution of the embeddings and of each layer's attention and MLP output (mean over prompts)."""
+    rows = torch.arange(len(batch))
+    end = batch.positions["end"].cpu()
+    direction = (model.W_U[:, batch.io] - model.W_U[:, batch.s]).T.detach().cpu()
+    scale = cache["ln_final.hook_scale"][rows, end].cpu()
+
+    def project(name: str) -> float:
+        return ((cache[name][rows, end].cpu() / scale) * direction).sum(-1).mean().item()
+
+    out = {"embed": project("hook_embed") + (project("hook_pos_embed") if "hook_pos_embed" in cache else 0.0)}
+    for layer in range(model.cfg.n_layers):
+        out[f"attn {layer}"] = project(f"blocks.{layer}.hook_attn_out")
+        if not model.cfg.attn_only:
+            out[f"mlp {layer}"] = project(f"blocks.{layer}.hook_mlp_out")
+    return out

@@ -226,3 +226,36 @@ def attribution_patch_heads(
     )
     model.zero_grad(set_to_none=True)
     return estimate.detach().cpu()
+
+
+# ---------------------------------------------------------------- circuits
+
+
+@torch.inference_mode()
+def mean_ablation_hooks(
+    model: HookedTransformer,
+    reference_cache: dict[str, Tensor],
+    groups: Int[Tensor, " batch"],
+    keep: Sequence[Head],
+) -> list[tuple[str, Callable]]:
+    """Hooks that replace the ``z`` of every head not in ``keep`` with its mean over the reference prompts of
+    the same group (prompts sharing a template and length), position by position, as Wang et al. do."""
+    keep_set = {(int(layer), int(head)) for layer, head in keep}
+    groups = groups.cpu()
+    hooks = []
+    for layer in range(model.cfg.n_layers):
+        ablate = [h for h in range(model.cfg.n_heads) if (layer, h) not in keep_set]
+        if not ablate:
+            continue
+        ref = reference_cache[f"blocks.{layer}.attn.hook_z"]
+        means = torch.empty_like(ref)
+        for g in groups.unique():
+            rows = (groups == g).nonzero().flatten().to(ref.device)
+            means[rows] = ref[rows].mean(0, keepdim=True)
+
+        def hook(z: Tensor, hook, means: Tensor = means, ablate: list[int] = ablate) -> Tensor:
+            z[:, :, ablate] = means[:, :, ablate].to(z.device, z.dtype)
+            return z
+
+        hooks.append((f"blocks.{layer}.attn.hook_z", hook))
+    return hooks

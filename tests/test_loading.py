@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from interp_utils import loading
 
@@ -48,3 +49,13 @@ def test_online_path_loads_the_real_model(monkeypatch, capsys):
     loading.load_model("gpt2-small", device="cpu")
     assert calls == [("gpt2", "cpu")]
     assert "FALLING BACK" not in capsys.readouterr().out
+
+
+def test_processed_bundled_model_computes_the_same_function():
+    raw = loading.load_bundled(device="cpu", process_weights=False)
+    processed = loading.load_bundled(device="cpu")
+    assert processed.cfg.normalization_type == "LNPre" and raw.cfg.normalization_type == "LN"
+    tokens = raw.to_tokens("Then , Mary and John went to the store .")
+    a, b = raw(tokens), processed(tokens)
+    # the unembedding is centred, so logits agree up to a constant per position
+    assert torch.allclose(a - a.mean(-1, keepdim=True), b - b.mean(-1, keepdim=True), atol=1e-3)

@@ -132,3 +132,47 @@ def test_attribution_patching_is_exact_for_a_linear_path():
     baseline = metric(model(clean)).mean()
     assert estimate.shape == (1, 3)
     assert torch.allclose(estimate.flatten(), exact - baseline, atol=1e-4)
+
+
+def test_mean_ablation_keeps_the_circuit_and_averages_the_rest():
+    model, clean, corrupt = model_and_data(batch=4)
+    _, ref = model.run_with_cache(corrupt)
+    everything = [(layer, head) for layer in range(2) for head in range(3)]
+    same = model.run_with_hooks(clean, fwd_hooks=patching.mean_ablation_hooks(model, ref, torch.arange(4), everything))
+    assert torch.allclose(same, model(clean), atol=1e-5)
+    # every prompt its own group and nothing kept: each run becomes the reference run's heads
+    alone = model.run_with_hooks(clean, fwd_hooks=patching.mean_ablation_hooks(model, ref, torch.arange(4), []))
+    swapped = model.run_with_hooks(
+        clean, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", lambda z, hook: ref[hook.name].clone()) for layer in range(2)]
+    )
+    assert torch.allclose(alone, swapped, atol=1e-5)
+    # one group: every prompt gets the same (mean) head outputs
+    pooled = patching.mean_ablation_hooks(model, ref, torch.zeros(4, dtype=torch.long), [])
+    seen = {}
+    model.run_with_hooks(
+        clean, fwd_hooks=pooled + [("blocks.1.attn.hook_z", lambda z, hook: seen.setdefault("z", z.clone()))]
+    )
+    assert torch.allclose(seen["z"], ref["blocks.1.attn.hook_z"].mean(0, keepdim=True).expand_as(seen["z"]), atol=1e-6)
+
+
+def test_gpt2_small_shaped_model_runs_every_sweep():
+    """GPT-2 small's shapes (12 x 12 heads, d_model 768, vocabulary 50257), random weights: hooks, batching, shapes."""
+    cfg = dict(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, n_ctx=1024, d_vocab=50257)
+    model = HookedTransformer(HookedTransformerConfig(**cfg, act_fn="gelu_new", seed=0))
+    g = torch.Generator().manual_seed(0)
+    clean, corrupt = torch.randint(0, 50257, (2, 2, 8), generator=g)
+    positions = {"S2": torch.tensor([3, 4]), "end": torch.full((2,), 7)}
+    _, clean_cache = model.run_with_cache(clean)
+    _, corrupt_cache = model.run_with_cache(corrupt)
+    patches = patching.resid_patches(model, ["S2", "end"])[5:8] + patching.head_patches(model, "end")[100:103]
+    # 2 x 8 x 50257 logits per copy: a budget of 2 copies per pass forces several passes
+    out = patching.patch_sweep(model, corrupt, clean_cache, patches, metric, positions, max_elements=2 * 2 * 8 * 50257)
+    single = torch.stack([one_at_a_time(model, corrupt, clean_cache, p, positions) for p in patches])
+    assert torch.allclose(out, single, atol=1e-4)
+    path = patching.path_patch_heads(
+        model, clean, clean_cache, corrupt_cache, [(0, 1), (7, 3)], metric, [(9, 9), (10, 0)]
+    )
+    assert path.shape == (2,) and torch.isfinite(path).all()
+    assert patching.attribution_patch_heads(model, corrupt, clean_cache, metric).shape == (12, 12)
+    hooks = patching.mean_ablation_hooks(model, corrupt_cache, torch.zeros(2, dtype=torch.long), [(9, 9), (9, 6)])
+    assert model.run_with_hooks(clean, fwd_hooks=hooks).shape == (2, 8, 50257)
