@@ -175,10 +175,13 @@ def ioi_batch(model, prompts: list[IOIPrompt], corrupted: list[IOIPrompt] | None
     clean_rows = [model.to_tokens(p.text)[0] for p in prompts]
     corrupt_rows = [model.to_tokens(p.text)[0] for p in corrupted]
     positions: dict[str, list[int]] = {k: [] for k in POSITIONS}
+    io_ids, s_ids = [], []
     for p, row, twin in zip(prompts, clean_rows, corrupt_rows, strict=True):
         if len(row) != len(twin):
             raise ValueError(f"Prompt and its corrupted twin tokenise to different lengths: {p.text!r}.")
         io_id, s_id = model.to_single_token(" " + p.io), model.to_single_token(" " + p.s)
+        io_ids.append(io_id)
+        s_ids.append(s_id)
         s_at = (row == s_id).nonzero().flatten().tolist()
         io_at = (row == io_id).nonzero().flatten().tolist()
         if len(s_at) != 2 or len(io_at) != 1:
@@ -197,7 +200,7 @@ def ioi_batch(model, prompts: list[IOIPrompt], corrupted: list[IOIPrompt] | None
         prompts=list(prompts),
         tokens=stack(clean_rows),
         corrupted=stack(corrupt_rows),
-        io=torch.tensor([model.to_single_token(" " + p.io) for p in prompts], device=model.cfg.device),
-        s=torch.tensor([model.to_single_token(" " + p.s) for p in prompts], device=model.cfg.device),
+        io=torch.tensor(io_ids, device=model.cfg.device),
+        s=torch.tensor(s_ids, device=model.cfg.device),
         positions={k: torch.tensor(v, device=model.cfg.device) for k, v in positions.items()},
     )
