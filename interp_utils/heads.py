@@ -216,15 +216,23 @@ def head_ablation_hooks(
     by_layer: dict[int, list[int]] = {}
     for layer, head in heads:
         by_layer.setdefault(int(layer), []).append(int(head))
+    return z_replacement_hooks(
+        {layer: (hs, 0.0 if means is None else means[layer, hs]) for layer, hs in by_layer.items()}
+    )
 
-    def make(layer: int, heads_here: list[int]) -> Callable:
+
+def z_replacement_hooks(replacements: dict[int, tuple[list[int], Tensor | float]]) -> list[tuple[str, Callable]]:
+    """Hooks setting ``z[:, :, heads]`` of each layer to a value: a number, or a tensor that broadcasts
+    against ``[batch, pos, len(heads), d_head]`` (one vector per head, or per prompt and position)."""
+
+    def make(heads_here: list[int], value: Tensor | float) -> Callable:
         def hook(z: Tensor, hook) -> Tensor:
-            z[:, :, heads_here] = 0.0 if means is None else means[layer, heads_here].to(z.device, z.dtype)
+            z[:, :, heads_here] = value if isinstance(value, float) else value.to(z.device, z.dtype)
             return z
 
         return hook
 
-    return [(f"blocks.{layer}.attn.hook_z", make(layer, hs)) for layer, hs in sorted(by_layer.items())]
+    return [(f"blocks.{layer}.attn.hook_z", make(hs, value)) for layer, (hs, value) in sorted(replacements.items())]
 
 
 # ---------------------------------------------------------------- exercise checks

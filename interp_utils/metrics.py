@@ -47,44 +47,51 @@ def ioi_logit_diffs(model: HookedTransformer, prompts: list[IOIPrompt]) -> Float
     lengths = torch.tensor([model.to_tokens(p.text).shape[1] for p in prompts], device=tokens.device)
     io = torch.tensor([model.to_single_token(" " + p.io) for p in prompts], device=tokens.device)
     s = torch.tensor([model.to_single_token(" " + p.s) for p in prompts], device=tokens.device)
-    logits = model(tokens)[torch.arange(len(prompts)), lengths - 1]
-    return (logits.gather(1, io[:, None]) - logits.gather(1, s[:, None])).squeeze(1).cpu()
+    return _io_minus_s(model(tokens)[torch.arange(len(prompts)), lengths - 1], io, s).cpu()
+
+
+def _io_minus_s(final: Float[torch.Tensor, "batch vocab"], io: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """The IO logit minus the S logit of each row."""
+    io, s = io.to(final.device), s.to(final.device)
+    return final.gather(1, io[:, None])[:, 0] - final.gather(1, s[:, None])[:, 0]
 
 
 def logit_diff(logits: Float[torch.Tensor, "batch pos vocab"], batch: IOIBatch) -> Float[torch.Tensor, " batch"]:
     """IO logit minus S logit at each prompt's last token, for a tokenised IOI batch."""
     rows = torch.arange(len(batch), device=logits.device)
-    final = logits[rows, batch.positions["end"].to(logits.device)]
-    return (
-        final.gather(1, batch.io[:, None].to(logits.device))[:, 0]
-        - final.gather(1, batch.s[:, None].to(logits.device))[:, 0]
-    )
+    return _io_minus_s(logits[rows, batch.positions["end"].to(logits.device)], batch.io, batch.s)
+
+
+def _at_end(model: HookedTransformer, cache, batch: IOIBatch):
+    """A function reading a cached activation at each prompt's last token, and the IO-minus-S unembedding
+    direction divided by the final LayerNorm's scale from the run: [batch, d_model]."""
+    rows, end = torch.arange(len(batch)), batch.positions["end"].cpu()
+    direction = (model.W_U[:, batch.io] - model.W_U[:, batch.s]).T.detach().cpu()
+
+    def read(name: str) -> torch.Tensor:
+        return cache[name][rows, end].cpu()
+
+    return read, direction / read("ln_final.hook_scale")
 
 
 def head_direct_effects(model: HookedTransformer, cache, batch: IOIBatch) -> Float[torch.Tensor, "layer head"]:
     """Direct logit attribution: each head's output at the last token, through the final LayerNorm's scale
     (frozen from the run) and the unembedding, onto the IO-minus-S direction; mean over prompts."""
-    rows = torch.arange(len(batch))
-    end = batch.positions["end"].cpu()
-    direction = (model.W_U[:, batch.io] - model.W_U[:, batch.s]).T.detach().cpu()  # [batch, d_model]
-    scale = cache["ln_final.hook_scale"][rows, end].cpu()  # [batch, 1]
+    read, unit = _at_end(model, cache, batch)
     out = []
     for layer in range(model.cfg.n_layers):
-        z = cache[f"blocks.{layer}.attn.hook_z"][rows, end].cpu()  # [batch, head, d_head]
+        z = read(f"blocks.{layer}.attn.hook_z")  # [batch, head, d_head]
         result = torch.einsum("bhd,hdm->bhm", z, model.W_O[layer].detach().cpu())  # [batch, head, d_model]
-        out.append(((result / scale[:, :, None]) * direction[:, None]).sum(-1).mean(0))
+        out.append((result * unit[:, None]).sum(-1).mean(0))
     return torch.stack(out)
 
 
 def layer_direct_effects(model: HookedTransformer, cache, batch: IOIBatch) -> dict[str, float]:
     """Direct logit attribution of the embeddings and of each layer's attention and MLP output (mean over prompts)."""
-    rows = torch.arange(len(batch))
-    end = batch.positions["end"].cpu()
-    direction = (model.W_U[:, batch.io] - model.W_U[:, batch.s]).T.detach().cpu()
-    scale = cache["ln_final.hook_scale"][rows, end].cpu()
+    read, unit = _at_end(model, cache, batch)
 
     def project(name: str) -> float:
-        return ((cache[name][rows, end].cpu() / scale) * direction).sum(-1).mean().item()
+        return (read(name) * unit).sum(-1).mean().item()
 
     out = {"embed": project("hook_embed") + (project("hook_pos_embed") if "hook_pos_embed" in cache else 0.0)}
     for layer in range(model.cfg.n_layers):

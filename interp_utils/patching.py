@@ -16,7 +16,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from interp_utils.heads import z_replacement_hooks
+
 Metric = Callable[[Float[Tensor, "batch pos vocab"]], Float[Tensor, " batch"]]  # one value per prompt
+MAX_LOGITS = 5e7  # default cap on the logits one pass may hold (copies x batch x pos x vocab numbers)
 Head = tuple[int, int]
 
 
@@ -76,7 +79,7 @@ def patch_sweep(
     patches: Sequence[Patch],
     metric: Metric,
     positions: dict[str, Int[Tensor, " batch"]] | None = None,
-    max_elements: float = 5e7,
+    max_elements: float = MAX_LOGITS,
     progress: bool = False,
 ) -> Float[Tensor, " patch"]:
     """Run ``tokens`` once per patch with that activation taken from ``source``; the mean metric of each run.
@@ -139,7 +142,7 @@ def path_patch_heads(
     metric: Metric,
     receivers: Sequence[Head] | None = None,
     receiver_input: str = "q",
-    max_elements: float = 2e8,
+    max_elements: float = MAX_LOGITS,
 ) -> Float[Tensor, " sender"]:
     """Path patching (Wang et al. 2022): each sender head's corrupted output, along direct paths only.
 
@@ -242,7 +245,7 @@ def mean_ablation_hooks(
     the same group (prompts sharing a template and length), position by position, as Wang et al. do."""
     keep_set = {(int(layer), int(head)) for layer, head in keep}
     groups = groups.cpu()
-    hooks = []
+    replacements = {}
     for layer in range(model.cfg.n_layers):
         ablate = [h for h in range(model.cfg.n_heads) if (layer, h) not in keep_set]
         if not ablate:
@@ -252,10 +255,5 @@ def mean_ablation_hooks(
         for g in groups.unique():
             rows = (groups == g).nonzero().flatten().to(ref.device)
             means[rows] = ref[rows].mean(0, keepdim=True)
-
-        def hook(z: Tensor, hook, means: Tensor = means, ablate: list[int] = ablate) -> Tensor:
-            z[:, :, ablate] = means[:, :, ablate].to(z.device, z.dtype)
-            return z
-
-        hooks.append((f"blocks.{layer}.attn.hook_z", hook))
-    return hooks
+        replacements[layer] = (ablate, means[:, :, ablate])
+    return z_replacement_hooks(replacements)
