@@ -114,6 +114,17 @@ def dimensions_per_feature(W: Float[Tensor, "inst hidden feat"]) -> Float[Tensor
     return W.shape[1] / W.pow(2).sum(dim=(1, 2))
 
 
+@torch.no_grad()
+def hidden_dataset(
+    model: ToyModel, n: int, instance: int = 0
+) -> tuple[Float[Tensor, "n hidden"], Float[Tensor, "feat hidden"]]:
+    """Ground truth for sparse autoencoders: ``n`` hidden vectors h = W x of one instance, and the true
+    feature directions (the columns of its W) that generated them."""
+    if not 0 <= instance < model.cfg.n_instances:
+        raise ValueError(f"instance must be in 0..{model.cfg.n_instances - 1}, got {instance}.")
+    return model.hidden(model.generate_batch(n))[:, instance], model.W[instance].T.clone()
+
+
 # --- Checks a learner calls on their exercise solutions (notebook 01). Each uses known answers. ---
 
 

@@ -1,0 +1,154 @@
+"""Text in, activations out: token streams (hub data set online, generated corpus offline) and a shuffling buffer.
+
+Used to train sparse autoencoders (notebook 04) and transcoders (notebook 05) on a model's activations.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from interp_utils import corpus
+from interp_utils.loading import hub_reachable, is_bundled
+
+# A parquet copy of the Pile's first 10k documents. (gpt2-small-res-jb was trained on OpenWebText, but
+# Skylion007/openwebtext is a loading-script data set, which datasets >= 4 no longer runs.)
+HUB_DATASET = "NeelNanda/pile-10k"
+
+
+def text_source(model: HookedTransformer) -> str:
+    """Where :func:`token_batches` takes text from for ``model``: the generated corpus or a hub data set."""
+    return "the generated corpus (offline)" if is_bundled(model) else f"{HUB_DATASET} (Hugging Face hub)"
+
+
+def token_batches(
+    model: HookedTransformer, batch_size: int, n_ctx: int | None = None, seed: int = 0, dataset: str = HUB_DATASET
+) -> Iterator[Int[Tensor, "batch pos"]]:
+    """Endless ``[batch_size, n_ctx]`` token batches, each row starting with BOS.
+
+    The bundled model reads its own generated corpus; any other model streams ``dataset`` from the hub.
+    """
+    n_ctx = n_ctx or model.cfg.n_ctx
+    if n_ctx > model.cfg.n_ctx:
+        raise ValueError(f"n_ctx={n_ctx} is longer than the model's context ({model.cfg.n_ctx}).")
+    if is_bundled(model):
+        yield from corpus.token_batches(model.tokenizer, batch_size, n_ctx, seed)
+        return
+    if not hub_reachable():
+        raise ConnectionError(
+            f"Text for {model.cfg.model_name} comes from the hub data set {dataset!r}, but the hub is unreachable. "
+            "Connect to the internet, or use the bundled model (MODEL='bundled'), whose corpus is generated locally."
+        )
+    from datasets import load_dataset
+
+    stream = load_dataset(dataset, split="train", streaming=True).shuffle(seed=seed, buffer_size=10_000)
+    bos, rows, row = model.tokenizer.bos_token_id, [], []
+    for example in stream:
+        row += [bos] + model.tokenizer(example["text"])["input_ids"]
+        while len(row) >= n_ctx:  # documents packed into rows, as in GPT-2's training
+            rows.append(row[:n_ctx])
+            row = [bos] + row[n_ctx:]
+            if len(rows) == batch_size:
+                yield torch.tensor(rows)
+                rows = []
+
+
+def hook_layer(hook_name: str) -> int | None:
+    """The block index in a hook name such as ``blocks.6.hook_resid_pre`` (None for embeddings etc.)."""
+    match = re.match(r"blocks\.(\d+)\.", hook_name)
+    return int(match.group(1)) if match else None
+
+
+@torch.no_grad()
+def collect(
+    model: HookedTransformer,
+    hook_names: str | list[str],
+    tokens: Int[Tensor, "batch pos"],
+    model_batch: int = 32,
+    skip_bos: bool = True,
+) -> Float[Tensor, "n d"] | list[Float[Tensor, "n d"]]:
+    """Activations at ``hook_names`` for every token (position 0 left out when ``skip_bos``), flattened.
+
+    A list of names gives a list of tensors whose rows are the same tokens (e.g. an MLP's input and output).
+    """
+    names = [hook_names] if isinstance(hook_names, str) else list(hook_names)
+    missing = [n for n in names if n not in model.hook_dict]
+    if missing:
+        raise ValueError(
+            f"Unknown hook(s) {missing}; names look like 'blocks.2.hook_resid_pre' or 'blocks.1.hook_mlp_out'."
+        )
+    layers = [hook_layer(n) for n in names]
+    stop = None if None in layers else max(layers) + 1
+    out: list[list[Tensor]] = [[] for _ in names]
+    for chunk in tokens.split(model_batch):
+        _, cache = model.run_with_cache(chunk.to(model.cfg.device), names_filter=names, stop_at_layer=stop)
+        for i, name in enumerate(names):
+            acts = cache[name][:, 1:] if skip_bos else cache[name]
+            out[i].append(acts.reshape(-1, acts.shape[-1]).float().cpu())
+    result = [torch.cat(parts) for parts in out]
+    return result[0] if isinstance(hook_names, str) else result
+
+
+class ActivationBuffer:
+    """Shuffled batches of activations from a token stream, as SAELens's mixing buffer does.
+
+    A pool of ``pool_tokens`` activations is shuffled; when half of it has been served, that half is
+    refilled with fresh activations. Tokens from one context therefore rarely share a batch.
+    """
+
+    def __init__(
+        self,
+        model: HookedTransformer,
+        hook_names: str | list[str],
+        tokens: Iterator[Int[Tensor, "batch pos"]],
+        batch_size: int = 4096,
+        pool_tokens: int = 2**17,
+        skip_bos: bool = True,
+    ):
+        if pool_tokens < 2 * batch_size:
+            raise ValueError(f"pool_tokens ({pool_tokens}) must be at least twice batch_size ({batch_size}).")
+        self.model, self.hook_names, self.tokens = model, hook_names, tokens
+        self.batch_size, self.pool_tokens, self.skip_bos = batch_size, pool_tokens, skip_bos
+        self.tokens_collected, self.seconds_collecting = 0, 0.0
+        self.pool = self._fresh(pool_tokens)
+        self.served = 0
+
+    def _fresh(self, n: int) -> Tensor:
+        """At least ``n`` new activations, shuffled; pairs of hooks are stacked along a new dim 1."""
+        start, parts, got = time.perf_counter(), [], 0
+        while got < n:
+            acts = collect(self.model, self.hook_names, next(self.tokens), skip_bos=self.skip_bos)
+            acts = acts if isinstance(acts, Tensor) else torch.stack(acts, dim=1)
+            parts.append(acts)
+            got += len(acts)
+        pool = torch.cat(parts)[:n]
+        self.tokens_collected += len(pool)
+        self.seconds_collecting += time.perf_counter() - start
+        return pool[torch.randperm(len(pool))]
+
+    def take(self, n: int, progress: bool = False) -> Tensor:
+        """``n`` fresh activations that training never sees (for evaluation)."""
+        chunks = [
+            self._fresh(min(self.pool_tokens, n - i)) for i in tqdm(range(0, n, self.pool_tokens), disable=not progress)
+        ]
+        return torch.cat(chunks)
+
+    def __iter__(self) -> ActivationBuffer:
+        return self
+
+    def __next__(self) -> Tensor:
+        half = self.pool_tokens // 2
+        if self.served + self.batch_size > half:
+            self.pool[:half] = self._fresh(half)
+            self.pool = self.pool[torch.randperm(self.pool_tokens)]
+            self.served = 0
+        batch = self.pool[self.served : self.served + self.batch_size]
+        self.served += self.batch_size
+        return batch

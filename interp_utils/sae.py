@@ -1,0 +1,498 @@
+"""Sparse autoencoders (Bricken et al. 2023; Gao et al. 2024) and transcoders (Dunefsky et al. 2024).
+
+One module, two activation functions: ``relu`` (trained with an L1 penalty weighted by decoder norms, dead
+latents resampled) and ``topk`` (the k largest pre-activations kept, dead latents trained by the AuxK loss).
+With ``d_out`` set the same module is a transcoder: it reads one activation and predicts another.
+Inputs are rescaled inside the module so that E||x|| = sqrt(d_in), so the same L1 coefficient works at every
+layer and model; everything outside (``encode``, ``decode``, metrics) is in the model's own units.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+DENSE = 0.1  # a latent firing on more than 10% of tokens is "dense"
+
+
+@dataclass
+class SAEConfig:
+    """Sizes and sparsity settings; ``d_out`` makes a transcoder (target differs from input)."""
+
+    d_in: int
+    d_sae: int
+    architecture: str = "topk"  # "topk" or "relu"
+    k: int = 32  # topk: latents kept per token
+    l1_coeff: float = 5.0  # relu: weight of sum_i f_i ||W_dec,i||
+    d_out: int | None = None
+    aux_k: int | None = None  # topk: dead latents the AuxK loss may use (default d_in // 2, as Gao et al.)
+    aux_coeff: float = 1 / 32
+    dead_tokens: int = 200_000  # a latent that has not fired for this many training tokens is dead
+    normalize_decoder: bool = True  # keep decoder rows at unit norm
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ("topk", "relu"):
+            raise ValueError(f"architecture must be 'topk' or 'relu', got {self.architecture!r}.")
+        if self.architecture == "topk" and not 0 < self.k <= self.d_sae:
+            raise ValueError(f"k must be between 1 and d_sae={self.d_sae}, got {self.k}.")
+        self.aux_k = self.aux_k or max(1, self.d_in // 2)
+
+
+class SAE(nn.Module):
+    """f = act(W_enc (x - b_dec) + b_enc), x_hat = W_dec f + b_dec (a transcoder skips the ``- b_dec``)."""
+
+    def __init__(self, cfg: SAEConfig, device: str | torch.device = "cpu"):
+        super().__init__()
+        self.cfg = cfg
+        d_out = cfg.d_out or cfg.d_in
+        W_dec = torch.randn(cfg.d_sae, d_out)
+        W_dec /= W_dec.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(W_dec)
+        # tied initialisation (Gao et al.): each latent starts reading the direction it writes
+        W_enc = W_dec.T.clone() if d_out == cfg.d_in else torch.randn(cfg.d_in, cfg.d_sae) / cfg.d_in**0.5
+        self.W_enc = nn.Parameter(W_enc)
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(d_out))
+        self.register_buffer("in_scale", torch.tensor(1.0))
+        self.register_buffer("out_scale", torch.tensor(1.0))
+        self.to(device)
+
+    @property
+    def is_transcoder(self) -> bool:
+        return self.cfg.d_out is not None
+
+    def _check(self, x: Tensor, d: int, what: str) -> None:
+        if x.shape[-1] != d:
+            raise ValueError(f"{what} must end in dimension {d}, got shape {tuple(x.shape)}.")
+
+    def pre_acts(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
+        """Encoder pre-activations, in the scaled units the SAE trains in."""
+        self._check(x, self.cfg.d_in, "The SAE's input")
+        x = x / self.in_scale
+        if not self.is_transcoder:
+            x = x - self.b_dec  # the pre-encoder bias: encode the offset from the data's centre
+        return x @ self.W_enc + self.b_enc
+
+    def activate(self, pre: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_sae"]:
+        """ReLU, or TopK: the k largest pre-activations (through a ReLU), all others zero."""
+        if self.cfg.architecture == "relu":
+            return torch.relu(pre)
+        values, indices = pre.topk(self.cfg.k, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
+
+    def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
+        return self.activate(self.pre_acts(x))
+
+    def decode(self, f: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_out"]:
+        self._check(f, self.cfg.d_sae, "Latent activations")
+        return (f @ self.W_dec + self.b_dec) * self.out_scale
+
+    def forward(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_out"]:
+        return self.decode(self.encode(x))
+
+    def losses(
+        self,
+        x: Float[Tensor, "batch d_in"],
+        target: Tensor | None = None,
+        dead: Tensor | None = None,
+        l1_scale: float = 1.0,
+    ) -> dict[str, Tensor]:
+        """The training loss and its parts, in scaled units: squared error summed over dimensions, plus
+        the decoder-norm-weighted L1 penalty (relu) or the AuxK loss on dead latents (topk)."""
+        y = (x if target is None else target) / self.out_scale
+        pre = self.pre_acts(x)
+        f = self.activate(pre)
+        err = y - (f @ self.W_dec + self.b_dec)
+        out = {"mse": err.pow(2).sum(-1).mean(), "acts": f, "err": err}
+        if self.cfg.architecture == "relu":
+            out["l1"] = (f * self.W_dec.norm(dim=1)).sum(-1).mean()
+            out["loss"] = out["mse"] + l1_scale * self.cfg.l1_coeff * out["l1"]
+        else:
+            out["aux"] = self._aux_loss(pre, err, dead)
+            out["loss"] = out["mse"] + self.cfg.aux_coeff * out["aux"]
+        return out
+
+    def _aux_loss(self, pre: Tensor, err: Tensor, dead: Tensor | None) -> Tensor:
+        """AuxK (Gao et al.): the top ``aux_k`` dead latents try to reconstruct the live latents' error."""
+        if dead is None or not dead.any():
+            return torch.zeros((), device=pre.device)
+        dead_pre = pre[:, dead]
+        values, indices = dead_pre.topk(min(self.cfg.aux_k, dead_pre.shape[1]), dim=-1)
+        f_dead = torch.zeros_like(dead_pre).scatter(-1, indices, torch.relu(values))
+        return (err.detach() - f_dead @ self.W_dec[dead]).pow(2).sum(-1).mean()
+
+    @torch.no_grad()
+    def init_from_data(self, x: Float[Tensor, "n d_in"], target: Tensor | None = None) -> None:
+        """Scales so that the mean input and target norms are sqrt(d); b_dec at the data's geometric median."""
+        y = x if target is None else target
+        self.in_scale.fill_(x.norm(dim=-1).mean().item() / x.shape[-1] ** 0.5)
+        self.out_scale.fill_(y.norm(dim=-1).mean().item() / y.shape[-1] ** 0.5)
+        self.b_dec.copy_(geometric_median(y / self.out_scale))
+
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+    @torch.no_grad()
+    def remove_parallel_grads_(self) -> None:
+        """Project out the gradient along each unit decoder row, so a step does not just rescale it."""
+        if self.W_dec.grad is not None:
+            unit = self.W_dec / self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+            self.W_dec.grad -= (self.W_dec.grad * unit).sum(1, keepdim=True) * unit
+
+
+def geometric_median(points: Float[Tensor, "n d"], iterations: int = 30) -> Float[Tensor, " d"]:
+    """The point minimising the summed distance to ``points`` (Weiszfeld's algorithm); Bricken et al.'s b_dec start."""
+    median = points.mean(0)
+    for _ in range(iterations):
+        weights = 1 / (points - median).norm(dim=-1).clamp_min(1e-6)
+        median = (weights[:, None] * points).sum(0) / weights.sum()
+    return median
+
+
+# --- training ---
+
+
+@dataclass
+class TrainLog:
+    """What a training run measured: one entry per logged step, and overall throughput."""
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+    tokens: int = 0
+    seconds: float = 0.0
+    resampled: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+
+Batch = Tensor  # [batch, d_in] for an autoencoder, [batch, 2, d] (input, target) for a transcoder
+
+
+def _tensor_batches(data: Tensor, batch_size: int) -> Iterator[Tensor]:
+    """Shuffled minibatches of a tensor of activations, epoch after epoch."""
+    if len(data) < batch_size:
+        raise ValueError(f"{len(data)} activations are fewer than one batch of {batch_size}; collect more.")
+    while True:
+        order = torch.randperm(len(data))
+        for i in range(0, len(data) - batch_size + 1, batch_size):
+            yield data[order[i : i + batch_size]]
+
+
+def _split(batch: Batch, sae: SAE) -> tuple[Tensor, Tensor | None]:
+    if sae.is_transcoder:
+        if batch.ndim != 3 or batch.shape[1] != 2:
+            raise ValueError(f"A transcoder trains on [batch, 2, d] (input, target) pairs, got {tuple(batch.shape)}.")
+        return batch[:, 0], batch[:, 1]
+    if batch.ndim != 2:
+        raise ValueError(f"An SAE trains on [batch, d_in] activations, got {tuple(batch.shape)}.")
+    return batch, None
+
+
+def train_sae(
+    sae: SAE,
+    data: Tensor | Iterator[Batch],
+    n_tokens: int,
+    batch_size: int = 4096,
+    lr: float = 4e-4,
+    l1_warmup: float = 0.05,
+    lr_decay: float = 0.2,
+    resample_at: tuple[float, ...] = (0.25, 0.5),
+    log_every: int = 10,
+    progress: bool = True,
+    desc: str | None = None,
+) -> TrainLog:
+    """Adam on ``n_tokens`` activations (a tensor, shuffled, or an iterator of batches such as an ActivationBuffer).
+
+    The L1 coefficient warms up over the first ``l1_warmup`` of training and the learning rate decays to 0 over
+    the last ``lr_decay`` (Anthropic's April 2024 recipe). ReLU SAEs resample dead latents at the fractions in
+    ``resample_at`` (Bricken et al.); TopK SAEs train them with the AuxK loss. Dead means not fired for
+    ``min(cfg.dead_tokens, n_tokens // 4)`` tokens.
+    """
+    batches = _tensor_batches(data, batch_size) if isinstance(data, Tensor) else data
+    first = next(batches)
+    device = sae.W_dec.device
+    x0, y0 = _split(first, sae)
+    if sae.in_scale.item() == 1.0 and sae.out_scale.item() == 1.0:
+        sae.init_from_data(x0.to(device), None if y0 is None else y0.to(device))
+    steps = max(1, n_tokens // len(first))
+    opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.9, 0.999))
+    decay_from = int(steps * (1 - lr_decay))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 1.0 if s < decay_from else (steps - s) / max(1, steps - decay_from)
+    )
+    window = min(sae.cfg.dead_tokens, max(1, n_tokens // 4))
+    since_fired = torch.zeros(sae.cfg.d_sae, device=device)
+    resample_steps = {int(steps * f) for f in resample_at} if sae.cfg.architecture == "relu" else set()
+    log, batch = TrainLog(), first
+    keys = ["tokens", "loss", "mse", "explained_variance", "l0", "dead_fraction"]
+    log.history = {k: [] for k in keys}
+    bar = tqdm(range(steps), desc=desc or f"training {sae.cfg.architecture} SAE", disable=not progress, mininterval=1.0)
+    start = time.perf_counter()
+    for step in bar:
+        x, y = _split(batch.to(device), sae)
+        dead = since_fired >= window
+        out = sae.losses(x, y, dead=dead, l1_scale=min(1.0, step / max(1.0, l1_warmup * steps)))
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        if sae.cfg.normalize_decoder:
+            sae.remove_parallel_grads_()
+        opt.step()
+        sched.step()
+        if sae.cfg.normalize_decoder:
+            sae.normalize_decoder_()
+        with torch.no_grad():
+            fired = (out["acts"] > 0).any(0)
+            since_fired = torch.where(fired, 0.0, since_fired + len(x))
+        if step in resample_steps and dead.any():
+            log.resampled += resample_dead_(sae, dead, x, y, out["err"].detach(), opt)
+            since_fired[dead] = 0
+        log.tokens += len(x)
+        if step % log_every == 0 or step == steps - 1:
+            with torch.no_grad():
+                target = (x if y is None else y) / sae.out_scale
+                ev = 1 - out["err"].pow(2).sum() / (target - target.mean(0)).pow(2).sum()
+                l0 = (out["acts"] > 0).float().sum(-1).mean()
+            row = [log.tokens, out["loss"].item(), out["mse"].item(), ev.item(), l0.item(), dead.float().mean().item()]
+            for k, v in zip(keys, row, strict=True):
+                log.history[k].append(v)
+            rate = log.tokens / (time.perf_counter() - start)
+            bar.set_postfix(L0=f"{row[4]:.1f}", EV=f"{row[3]:.3f}", dead=f"{row[5]:.1%}", tok_s=f"{rate:,.0f}")
+        if step < steps - 1:
+            batch = next(batches)
+    log.seconds = time.perf_counter() - start
+    return log
+
+
+@torch.no_grad()
+def resample_dead_(sae: SAE, dead: Tensor, x: Tensor, y: Tensor | None, err: Tensor, opt: torch.optim.Adam) -> int:
+    """Bricken et al.'s resampling: point each dead latent at an input the SAE reconstructs badly
+    (drawn with probability proportional to the squared error), and reset its Adam state."""
+    n = int(dead.sum())
+    probs = err.pow(2).sum(-1)
+    # distinct inputs where enough have an error; otherwise multinomial would draw error-free ones
+    picks = torch.multinomial(probs / probs.sum(), n, replacement=n > int((probs > 0).sum()))
+    x_in = x[picks] / sae.in_scale - (0 if sae.is_transcoder else sae.b_dec)
+    target = (x if y is None else y)[picks] / sae.out_scale - sae.b_dec
+    sae.W_dec[dead] = target / target.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    alive_norm = sae.W_enc[:, ~dead].norm(dim=0).mean() if (~dead).any() else torch.tensor(1.0)
+    sae.W_enc[:, dead] = (x_in / x_in.norm(dim=-1, keepdim=True).clamp_min(1e-8)).T * 0.2 * alive_norm
+    sae.b_enc[dead] = 0.0
+    for param, index in ((sae.W_dec, (dead,)), (sae.W_enc, (slice(None), dead)), (sae.b_enc, (dead,))):
+        for moment in opt.state.get(param, {}).values():
+            if torch.is_tensor(moment) and moment.shape == param.shape:
+                moment[index] = 0.0
+    return n
+
+
+# --- evaluation ---
+
+
+@torch.no_grad()
+def evaluate(sae, data: Tensor, batch_size: int = 4096) -> dict:
+    """L0, explained variance (1 - error / variance around the mean), normalised MSE (error / ||x||^2),
+    shrinkage, latent firing frequencies and dead / dense fractions, over ``data`` ([n, d] or [n, 2, d] pairs).
+
+    Shrinkage is the factor that best rescales the centred reconstruction onto the centred target,
+    <x_hat - mu, x - mu> / ||x_hat - mu||^2: 1 for an unbiased reconstruction, above 1 when it is too short.
+    Works for any SAE with ``encode``, ``decode`` and ``W_dec`` (SAELens's too).
+    """
+    if data.ndim not in (2, 3) or (data.ndim == 3 and data.shape[1] != 2):
+        raise ValueError(
+            f"evaluate takes [n, d] activations or [n, 2, d] (input, target) pairs, got {tuple(data.shape)}."
+        )
+    transcoder = data.ndim == 3
+    device = sae.W_dec.device
+    mean = (data[:, 1] if transcoder else data).double().mean(0).to(device)
+    sq_err, sq_norm, variance, dot, recon_sq, l0, n = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0
+    fired = torch.zeros(sae.W_dec.shape[0], device=device)
+    for chunk in data.split(batch_size):
+        chunk = chunk.to(device)
+        x, y = (chunk[:, 0], chunk[:, 1]) if transcoder else (chunk, chunk)
+        f = sae.encode(x)
+        y_hat = sae.decode(f)
+        sq_err += (y - y_hat).pow(2).sum().item()
+        sq_norm += y.pow(2).sum().item()
+        y_c, y_hat_c = y.double() - mean, y_hat.double() - mean
+        variance += y_c.pow(2).sum().item()  # squared deviations from the mean
+        dot += (y_hat_c * y_c).sum().item()
+        recon_sq += y_hat_c.pow(2).sum().item()
+        active = f > 0
+        l0 += active.float().sum().item()
+        fired += active.float().sum(0)
+        n += len(chunk)
+    freq = (fired / n).cpu()
+    return {
+        "l0": l0 / n,
+        "explained_variance": 1 - sq_err / variance,
+        "nmse": sq_err / sq_norm,
+        "shrinkage": dot / max(recon_sq, 1e-12),
+        "frequency": freq,
+        "dead_fraction": (freq == 0).float().mean().item(),
+        "dense_fraction": (freq > DENSE).float().mean().item(),
+        "tokens": n,
+    }
+
+
+@torch.no_grad()
+def ce_loss_recovered(
+    model: HookedTransformer,
+    sae,
+    hook_name: str,
+    tokens: Int[Tensor, "batch pos"],
+    input_hook: str | None = None,
+    model_batch: int = 16,
+) -> dict[str, float]:
+    """Next-token loss with the SAE's reconstruction spliced in at ``hook_name``, against the clean loss and
+    zero-ablation. Recovered = (zero - spliced) / (zero - clean). Position 0 (BOS) is left untouched, as in training.
+
+    A transcoder reads ``input_hook`` (e.g. ``blocks.1.ln2.hook_normalized``) and replaces ``hook_name``.
+    """
+    stored: dict[str, Tensor] = {}
+
+    def store(act, hook):
+        stored["x"] = act
+
+    def splice(act, hook):
+        x = stored["x"] if input_hook else act
+        act = act.clone()
+        act[:, 1:] = sae(x[:, 1:].float()).to(act.dtype)
+        return act
+
+    def zero(act, hook):
+        act = act.clone()
+        act[:, 1:] = 0.0
+        return act
+
+    totals = {"clean": 0.0, "spliced": 0.0, "zero_ablated": 0.0}
+    for chunk in tokens.split(model_batch):
+        chunk = chunk.to(model.cfg.device)
+        totals["clean"] += model(chunk, return_type="loss").item() * len(chunk)
+        hooks = ([(input_hook, store)] if input_hook else []) + [(hook_name, splice)]
+        totals["spliced"] += model.run_with_hooks(chunk, return_type="loss", fwd_hooks=hooks).item() * len(chunk)
+        totals["zero_ablated"] += model.run_with_hooks(
+            chunk, return_type="loss", fwd_hooks=[(hook_name, zero)]
+        ).item() * len(chunk)
+    result = {k: v / len(tokens) for k, v in totals.items()}
+    result["recovered"] = (result["zero_ablated"] - result["spliced"]) / (result["zero_ablated"] - result["clean"])
+    return result
+
+
+def feature_recovery(
+    decoder: Float[Tensor, "d_sae d"], true: Float[Tensor, "n_true d"], threshold: float = 0.9
+) -> dict:
+    """How well learned directions match known ones: for each true feature the best cosine similarity with any
+    decoder row; their mean (MMCS) and the fraction above ``threshold``."""
+    if decoder.shape[-1] != true.shape[-1]:
+        raise ValueError(f"Decoder rows ({decoder.shape[-1]}-d) and true features ({true.shape[-1]}-d) must match.")
+    cos = nn.functional.normalize(true, dim=-1) @ nn.functional.normalize(decoder, dim=-1).T
+    best = cos.max(dim=1).values
+    return {
+        "mmcs": best.mean().item(),
+        "matched_fraction": (best > threshold).float().mean().item(),
+        "best": best,
+        "cos": cos,
+    }
+
+
+# --- looking at latents ---
+
+
+@torch.no_grad()
+def latent_activations(
+    model: HookedTransformer, sae, hook_name: str, tokens: Int[Tensor, "batch pos"], model_batch: int = 32
+) -> Float[Tensor, "batch pos d_sae"]:
+    """Every latent's activation at every token (BOS positions set to 0, as the SAE never saw them)."""
+    out = []
+    for chunk in tokens.split(model_batch):
+        _, cache = model.run_with_cache(chunk.to(model.cfg.device), names_filter=hook_name)
+        acts = sae.encode(cache[hook_name].float())
+        acts[:, 0] = 0.0
+        out.append(acts.cpu())
+    return torch.cat(out)
+
+
+def top_contexts(
+    acts: Float[Tensor, "batch pos"], k: int = 8, before: int = 12, after: int = 3
+) -> list[tuple[int, int, slice, float]]:
+    """The ``k`` highest activations of one latent: (row, position, context window, value)."""
+    values, flat = acts.flatten().topk(min(k, acts.numel()))
+    out = []
+    for value, index in zip(values.tolist(), flat.tolist(), strict=True):
+        row, pos = divmod(index, acts.shape[1])
+        out.append((row, pos, slice(max(0, pos - before), min(acts.shape[1], pos + after + 1)), value))
+    return out
+
+
+@torch.no_grad()
+def logit_effects(model: HookedTransformer, sae, latent: int, k: int = 8) -> dict[str, list[tuple[str, float]]]:
+    """Tokens a latent's decoder direction promotes and suppresses most, read through the unembedding."""
+    effects = sae.W_dec[latent].to(model.W_U.device) @ model.W_U
+    top, bottom = effects.topk(k), effects.topk(k, largest=False)
+    name = model.to_single_str_token
+    return {
+        "promotes": [(name(i), v) for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)],
+        "suppresses": [(name(i), v) for v, i in zip(bottom.values.tolist(), bottom.indices.tolist(), strict=True)],
+    }
+
+
+# --- checks a learner calls on their exercise solutions (notebook 04) ---
+
+
+def check_topk(fn: Callable[[Tensor, int], Tensor]) -> None:
+    """TopK on a hand-worked example: keep the k largest, ReLU them, zero the rest."""
+    pre = torch.tensor([[3.0, -1.0, 2.0, 0.5], [-2.0, -1.0, -3.0, 4.0]])
+    expected = torch.tensor([[3.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 4.0]])
+    got = fn(pre, 2)
+    if got.shape != pre.shape:
+        raise AssertionError(f"TopK must keep the shape {tuple(pre.shape)}, got {tuple(got.shape)}.")
+    if not torch.allclose(got, expected):
+        raise AssertionError(
+            f"For pre-activations {pre.tolist()} and k=2 expected {expected.tolist()} (row 2: the second-largest, "
+            f"-1, is negative, so the ReLU zeroes it), got {got.tolist()}."
+        )
+    print("topk: correct.")
+
+
+def check_mmcs(fn: Callable[[Tensor, Tensor], float]) -> None:
+    """Mean max cosine similarity on known cases: the true features themselves, rescaled and shuffled; a
+    dictionary missing one of two features; and one whose rows are only sign-flipped."""
+    true = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    cases = {
+        "the true features, rescaled and shuffled, plus an extra row": (
+            torch.tensor([[0, 3.0, 0], [2.0, 0, 0], [0, 0, 1.0]]),
+            1.0,
+        ),
+        "a dictionary that has only the first feature": (torch.tensor([[1.0, 0, 0], [0, 0, 1.0]]), 0.5),
+        "sign-flipped features (cosine -1 is no match)": (-true, 0.0),
+    }
+    for name, (decoder, expected) in cases.items():
+        got = float(fn(decoder, true))
+        if abs(got - expected) > 1e-4:
+            raise AssertionError(
+                f"For {name} expected {expected} (per true feature, the largest cosine similarity with any decoder "
+                f"row; then the mean over true features), got {got:.4f}."
+            )
+    print("mmcs: correct.")
+
+
+def check_explained_variance(fn: Callable[[Tensor, Tensor], float]) -> None:
+    """Explained variance is 1 for a perfect reconstruction, 0 for predicting the mean, and can go negative."""
+    x = torch.tensor([[1.0, 2.0], [3.0, 2.0], [2.0, 5.0]])
+    mean = x.mean(0, keepdim=True).expand_as(x)
+    cases = {"a perfect reconstruction": (x, 1.0), "the mean": (mean, 0.0), "all zeros": (torch.zeros_like(x), -4.875)}
+    for name, (x_hat, expected) in cases.items():
+        got = float(fn(x, x_hat))
+        if abs(got - expected) > 1e-4:
+            raise AssertionError(
+                f"For {name} expected {expected} (1 - squared error / squared deviation from the mean), got {got:.4f}."
+            )
+    print("explained_variance: correct.")

@@ -1,0 +1,222 @@
+import pytest
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from interp_utils import activations, loading, sae, superposition
+
+HOOK = "blocks.2.hook_resid_pre"
+
+
+def identity_sae(d: int) -> sae.SAE:
+    """A ReLU SAE with 2d latents that reconstructs exactly: latents relu(x) and relu(-x), decoder [I; -I]."""
+    model = sae.SAE(sae.SAEConfig(d_in=d, d_sae=2 * d, architecture="relu"))
+    with torch.no_grad():
+        eye = torch.eye(d)
+        model.W_enc.copy_(torch.cat([eye, -eye], dim=1))
+        model.W_dec.copy_(torch.cat([eye, -eye], dim=0))
+        model.b_enc.zero_()
+        model.b_dec.zero_()
+    return model
+
+
+def test_topk_keeps_k_and_relu_is_non_negative():
+    torch.manual_seed(0)
+    topk = sae.SAE(sae.SAEConfig(d_in=8, d_sae=32, k=3))
+    f = topk.encode(torch.randn(50, 8))
+    assert ((f > 0).sum(-1) <= 3).all() and (f >= 0).all()
+    sae.check_topk(lambda pre, k: sae.SAE(sae.SAEConfig(d_in=1, d_sae=pre.shape[-1], k=k)).activate(pre))
+
+
+def test_bad_configs_and_shapes_are_explained():
+    with pytest.raises(ValueError, match="architecture must be 'topk' or 'relu'"):
+        sae.SAEConfig(d_in=4, d_sae=8, architecture="jumprelu")
+    with pytest.raises(ValueError, match="k must be between 1 and d_sae=8"):
+        sae.SAEConfig(d_in=4, d_sae=8, k=9)
+    model = sae.SAE(sae.SAEConfig(d_in=4, d_sae=8, k=2))
+    with pytest.raises(ValueError, match="The SAE's input must end in dimension 4"):
+        model.encode(torch.randn(3, 5))
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        sae.train_sae(model, torch.randn(10, 4), n_tokens=100, batch_size=64, progress=False)
+    with pytest.raises(ValueError, match=r"\[batch, d_in\] activations"):
+        sae.train_sae(model, iter([torch.randn(8, 2, 4)]), n_tokens=8, progress=False)
+    with pytest.raises(ValueError, match=r"\[n, d\] activations or \[n, 2, d\]"):
+        sae.evaluate(model, torch.randn(3, 3, 4))
+    with pytest.raises(ValueError, match="must match"):
+        sae.feature_recovery(torch.randn(5, 4), torch.randn(3, 6))
+
+
+def test_evaluate_on_an_exact_reconstruction():
+    data = torch.randn(500, 6) + 2.0
+    result = sae.evaluate(identity_sae(6), data)
+    assert result["explained_variance"] == pytest.approx(1.0, abs=1e-6)
+    assert result["nmse"] == pytest.approx(0.0, abs=1e-9)
+    assert result["shrinkage"] == pytest.approx(1.0, abs=1e-6)
+    assert 5.0 < result["l0"] <= 6.0  # each coordinate fires exactly one of its two latents (unless it is 0)
+    assert result["dead_fraction"] == 0.0
+
+
+def test_shrinkage_sees_a_reconstruction_that_is_too_short():
+    model = identity_sae(4)
+    with torch.no_grad():
+        model.W_dec.mul_(0.5)  # every reconstruction at half length, around b_dec = 0
+    data = torch.randn(400, 4)
+    result = sae.evaluate(model, data)
+    assert result["shrinkage"] == pytest.approx(2.0, rel=0.05)
+
+
+def test_metric_checks_accept_right_and_reject_wrong_answers():
+    sae.check_mmcs(lambda dec, true: sae.feature_recovery(dec, true)["mmcs"])
+    sae.check_explained_variance(lambda x, x_hat: (1 - (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item())
+    with pytest.raises(AssertionError, match="sign-flipped"):
+        sae.check_mmcs(lambda dec, true: sae.feature_recovery(dec.abs(), true)["mmcs"])
+    with pytest.raises(AssertionError, match="the mean"):
+        sae.check_explained_variance(lambda x, x_hat: (1 - (x - x_hat).pow(2).sum() / x.pow(2).sum()).item())
+
+
+def test_decoder_rows_stay_unit_norm_and_dead_latents_are_counted():
+    """On rank-1 data a TopK SAE with k=1 can only ever fire a couple of latents: the rest must show as dead."""
+    torch.manual_seed(0)
+    model = sae.SAE(sae.SAEConfig(d_in=8, d_sae=64, k=1, dead_tokens=512))
+    data = torch.randn(4096, 1) * torch.nn.functional.normalize(torch.randn(1, 8), dim=-1)
+    log = sae.train_sae(model, data, n_tokens=16_384, batch_size=256, log_every=4, progress=False)
+    assert torch.allclose(model.W_dec.norm(dim=1), torch.ones(64), atol=1e-5)
+    assert log.history["dead_fraction"][-1] > 0.5
+    assert log.tokens == 16_384 and log.tokens_per_s > 0
+
+
+def test_resampling_points_dead_latents_at_badly_reconstructed_inputs():
+    torch.manual_seed(0)
+    model = sae.SAE(sae.SAEConfig(d_in=4, d_sae=6, architecture="relu"))
+    opt = torch.optim.Adam(model.parameters())
+    x = torch.randn(32, 4)
+    out = model.losses(x)
+    out["loss"].backward()
+    opt.step()
+    err = torch.zeros(32, 4)
+    err[7] = 1.0  # only input 7 is reconstructed badly, so every dead latent is drawn towards it
+    dead = torch.tensor([True, False, True, False, False, False])
+    before = model.W_dec[~dead].clone()
+    assert sae.resample_dead_(model, dead, x, None, err, opt) == 2
+    target = torch.nn.functional.normalize(x[7] - model.b_dec.detach(), dim=-1)
+    assert torch.allclose(model.W_dec[dead], target.expand(2, 4), atol=1e-5)
+    assert torch.equal(model.W_dec[~dead], before)
+    assert (opt.state[model.W_dec]["exp_avg"][dead] == 0).all() and (model.b_enc[dead] == 0).all()
+
+
+@pytest.mark.parametrize("architecture", ["topk", "relu"])
+def test_sae_recovers_the_toy_models_true_features(architecture):
+    """Ground truth: 40 sparse features squeezed into 10 dimensions by a toy model of notebook 01."""
+    torch.manual_seed(0)
+    toy = superposition.ToyModel(superposition.ToyConfig(n_features=40, n_hidden=10, n_instances=1), 0.05)
+    superposition.train_toy_model(toy, steps=3000, lr=3e-3, progress=False)
+    data, true = superposition.hidden_dataset(toy, 100_000)
+    assert data.shape == (100_000, 10) and true.shape == (40, 10)
+    kwargs = {"k": 4} if architecture == "topk" else {"l1_coeff": 1.0}
+    model = sae.SAE(sae.SAEConfig(d_in=10, d_sae=80, architecture=architecture, **kwargs))
+    sae.train_sae(
+        model,
+        data,
+        n_tokens=2_000_000 if architecture == "topk" else 4_000_000,
+        batch_size=1024,
+        lr=3e-3,
+        progress=False,
+    )
+    recovery = sae.feature_recovery(model.W_dec.detach(), true)
+    assert recovery["mmcs"] > 0.95 and recovery["matched_fraction"] > 0.9
+
+
+def test_ce_loss_recovered_is_one_for_an_exact_reconstruction(bundled_model):
+    tokens = next(activations.token_batches(bundled_model, 8, n_ctx=32, seed=1))
+    result = sae.ce_loss_recovered(bundled_model, identity_sae(bundled_model.cfg.d_model), HOOK, tokens)
+    assert result["spliced"] == pytest.approx(result["clean"], abs=1e-4)
+    assert result["recovered"] == pytest.approx(1.0, abs=1e-3)
+    assert result["zero_ablated"] > result["clean"] + 1.0
+
+
+def test_metrics_take_a_saelens_sae(bundled_model):
+    """The notebook evaluates a published SAELens SAE with the same code as its own."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    lens = StandardSAE(StandardSAEConfig(d_in=bundled_model.cfg.d_model, d_sae=256))
+    acts = activations.collect(bundled_model, HOOK, next(activations.token_batches(bundled_model, 4, n_ctx=32)))
+    result = sae.evaluate(lens, acts)
+    x_hat = lens.decode(lens.encode(acts))
+    expected_nmse = ((acts - x_hat).pow(2).sum() / acts.pow(2).sum()).item()
+    assert result["nmse"] == pytest.approx(expected_nmse, rel=1e-4)
+    tokens = next(activations.token_batches(bundled_model, 4, n_ctx=32, seed=2))
+    assert set(sae.ce_loss_recovered(bundled_model, lens, HOOK, tokens)) == {
+        "clean",
+        "spliced",
+        "zero_ablated",
+        "recovered",
+    }
+
+
+def test_latents_contexts_and_logit_effects(bundled_model):
+    torch.manual_seed(0)
+    model = sae.SAE(sae.SAEConfig(d_in=bundled_model.cfg.d_model, d_sae=64, k=4))
+    tokens = next(activations.token_batches(bundled_model, 4, n_ctx=32))
+    acts = sae.latent_activations(bundled_model, model, HOOK, tokens)
+    assert acts.shape == (4, 32, 64) and (acts[:, 0] == 0).all() and ((acts > 0).sum(-1) <= 4).all()
+    contexts = sae.top_contexts(acts[..., 0], k=3, before=5, after=2)
+    values = [value for *_, value in contexts]
+    assert values == sorted(values, reverse=True) and all(s.stop - s.start <= 8 for _, _, s, _ in contexts)
+    effects = sae.logit_effects(bundled_model, model, 0, k=5)
+    assert len(effects["promotes"]) == 5 and effects["promotes"][0][1] >= effects["suppresses"][0][1]
+
+
+def test_buffer_serves_shuffled_batches_of_fresh_activations(bundled_model):
+    tokens = activations.token_batches(bundled_model, 8, n_ctx=32)
+    buffer = activations.ActivationBuffer(bundled_model, HOOK, tokens, batch_size=64, pool_tokens=256)
+    batches = [next(buffer) for _ in range(6)]  # past one refill
+    assert all(b.shape == (64, bundled_model.cfg.d_model) for b in batches)
+    assert buffer.tokens_collected >= 256 + 128
+    pairs = activations.ActivationBuffer(
+        bundled_model, ["blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out"], tokens, batch_size=32, pool_tokens=64
+    )
+    assert next(pairs).shape == (32, 2, bundled_model.cfg.d_model)
+    with pytest.raises(ValueError, match="at least twice batch_size"):
+        activations.ActivationBuffer(bundled_model, HOOK, tokens, batch_size=64, pool_tokens=100)
+
+
+def test_collection_errors_are_explained(bundled_model):
+    with pytest.raises(ValueError, match="Unknown hook.*blocks.2.hook_resid_pre"):
+        activations.collect(bundled_model, "blocks.9.resid", torch.zeros(1, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="longer than the model's context"):
+        next(activations.token_batches(bundled_model, 2, n_ctx=4096))
+
+
+def _tiny_gpt2_named_model() -> HookedTransformer:
+    cfg = HookedTransformerConfig(
+        n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=16, d_vocab=50, act_fn="relu", model_name="gpt2"
+    )
+    return HookedTransformer(cfg)
+
+
+def test_a_hub_model_offline_gets_a_clear_error(monkeypatch):
+    monkeypatch.setattr(activations, "hub_reachable", lambda *a, **k: False)
+    with pytest.raises(ConnectionError, match="hub is unreachable.*MODEL='bundled'"):
+        next(activations.token_batches(_tiny_gpt2_named_model(), 2))
+
+
+def test_a_hub_model_packs_streamed_documents_into_rows(monkeypatch):
+    """The online path, with the data set and tokenizer stubbed: documents packed after BOS, rows of n_ctx."""
+    import datasets
+
+    class Stream(list):
+        def shuffle(self, seed, buffer_size):
+            return self
+
+    class Tokenizer:
+        bos_token_id = 0
+
+        def __call__(self, text):
+            return {"input_ids": [len(word) for word in text.split()]}
+
+    model = _tiny_gpt2_named_model()
+    model.tokenizer = Tokenizer()
+    monkeypatch.setattr(activations, "hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: Stream([{"text": "ab cde f " * 10}] * 20))
+    batch = next(activations.token_batches(model, 3, n_ctx=8))
+    assert batch.shape == (3, 8) and (batch[:, 0] == 0).all()
+    assert loading.is_bundled(model) is False and "hub" in activations.text_source(model)
