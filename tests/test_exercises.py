@@ -1,11 +1,10 @@
-from pathlib import Path
-
 import nbformat
 import pytest
 
 from interp_utils.exercises import BEGIN, STUB, is_solution, learner_notebook, strip_solution
+from interp_utils.reproduce import find_notebooks
 
-NOTEBOOKS = sorted(Path(__file__).resolve().parent.parent.joinpath("notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = find_notebooks()  # the numbered lessons
 
 
 def test_strip_solution_keeps_the_signature_and_indentation():
