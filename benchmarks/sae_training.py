@@ -23,12 +23,8 @@ from interp_utils import activations, load_bundled, sae
 
 
 def batches(data: torch.Tensor, batch_size: int, seed: int):
-    """Shuffled minibatches, epoch after epoch; the same order for both trainers."""
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        order = torch.randperm(len(data), generator=generator)
-        for i in range(0, len(data) - batch_size + 1, batch_size):
-            yield data[order[i : i + batch_size]]
+    """Shuffled minibatches in the same order for both trainers."""
+    return sae.tensor_batches(data, batch_size, torch.Generator().manual_seed(seed))
 
 
 def timed(fn) -> float:

@@ -12,13 +12,13 @@ run with its name, the cell's number and first line, and the error; the report s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 from nbclient import NotebookClient
@@ -55,21 +55,6 @@ def find_notebooks(only: list[str] | None = None, directory: Path = NOTEBOOK_DIR
             raise ValueError(f"No notebook starts with {unknown}; choose from {[p.name for p in paths]}.")
         paths = [p for p in paths if any(p.name.startswith(o) for o in only)]
     return paths
-
-
-@contextlib.contextmanager
-def environment(**values: str):
-    """Set environment variables (the kernels inherit them) for the duration of the block."""
-    before = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def run_notebook(path: Path, out_dir: Path, table_dir: Path, timeout: int = 3600, progress: bool = True) -> Result:
@@ -171,7 +156,7 @@ def reproduce(
     mode = "fast" if fast else "full"
     results: list[Result] = []
     env = {"INTERP_FAST": str(int(fast)), "INTERP_MODEL": model, "INTERP_STRICT": str(int(strict))}
-    with environment(**env, INTERP_REPORT_DIR=str(table_dir)):
+    with mock.patch.dict(os.environ, env | {"INTERP_REPORT_DIR": str(table_dir)}):  # the kernels inherit these
         for path in tqdm(paths, desc=f"notebooks ({mode} mode)", disable=not progress):
             results.append(run_notebook(path, out / "notebooks", table_dir, timeout, progress))
             if results[-1].error:

@@ -177,12 +177,12 @@ class TrainLog:
 Batch = Tensor  # [batch, d_in] for an autoencoder, [batch, 2, d] (input, target) for a transcoder
 
 
-def _tensor_batches(data: Tensor, batch_size: int) -> Iterator[Tensor]:
-    """Shuffled minibatches of a tensor of activations, epoch after epoch."""
+def tensor_batches(data: Tensor, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Tensor]:
+    """Shuffled minibatches of a tensor of activations, epoch after epoch (in ``generator``'s order if given)."""
     if len(data) < batch_size:
         raise ValueError(f"{len(data)} activations are fewer than one batch of {batch_size}; collect more.")
     while True:
-        order = torch.randperm(len(data))
+        order = torch.randperm(len(data), generator=generator)
         for i in range(0, len(data) - batch_size + 1, batch_size):
             yield data[order[i : i + batch_size]]
 
@@ -217,7 +217,7 @@ def train_sae(
     ``resample_at`` (Bricken et al.); TopK SAEs train them with the AuxK loss. Dead means not fired for
     ``min(cfg.dead_tokens, n_tokens // 4)`` tokens.
     """
-    batches = _tensor_batches(data, batch_size) if isinstance(data, Tensor) else data
+    batches = tensor_batches(data, batch_size) if isinstance(data, Tensor) else data
     first = next(batches)
     device = sae.W_dec.device
     x0, y0 = _split(first, sae)
