@@ -19,6 +19,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from interp_utils.activations import hook_layer
+
 DENSE = 0.1  # a latent firing on more than 10% of tokens is "dense"
 
 
@@ -342,6 +344,33 @@ def evaluate(sae, data: Tensor, batch_size: int = 4096) -> dict:
     }
 
 
+def _mean_loss(model: HookedTransformer, tokens: Tensor, hooks: list, model_batch: int) -> float:
+    """Mean next-token loss over ``tokens``, in chunks, run with the forward ``hooks``."""
+    total = 0.0
+    for chunk in tokens.split(model_batch):
+        chunk = chunk.to(model.cfg.device)
+        total += model.run_with_hooks(chunk, return_type="loss", fwd_hooks=hooks).item() * len(chunk)
+    return total / len(tokens)
+
+
+@torch.no_grad()
+def loss_baselines(
+    model: HookedTransformer, hook_name: str, tokens: Int[Tensor, "batch pos"], model_batch: int = 16
+) -> dict[str, float]:
+    """The two ends of the loss-recovered scale: the clean loss and the loss with ``hook_name`` zeroed (past BOS).
+    They do not depend on the SAE: compute them once for many SAEs on the same tokens."""
+
+    def zero(act, hook):
+        act = act.clone()
+        act[:, 1:] = 0.0
+        return act
+
+    return {
+        "clean": _mean_loss(model, tokens, [], model_batch),
+        "zero_ablated": _mean_loss(model, tokens, [(hook_name, zero)], model_batch),
+    }
+
+
 @torch.no_grad()
 def ce_loss_recovered(
     model: HookedTransformer,
@@ -350,11 +379,13 @@ def ce_loss_recovered(
     tokens: Int[Tensor, "batch pos"],
     input_hook: str | None = None,
     model_batch: int = 16,
+    baselines: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Next-token loss with the SAE's reconstruction spliced in at ``hook_name``, against the clean loss and
     zero-ablation. Recovered = (zero - spliced) / (zero - clean). Position 0 (BOS) is left untouched, as in training.
 
     A transcoder reads ``input_hook`` (e.g. ``blocks.1.ln2.hook_normalized``) and replaces ``hook_name``.
+    ``baselines`` (from :func:`loss_baselines` on the same tokens) saves recomputing the two reference losses.
     """
     stored: dict[str, Tensor] = {}
 
@@ -367,21 +398,9 @@ def ce_loss_recovered(
         act[:, 1:] = sae(x[:, 1:].float()).to(act.dtype)
         return act
 
-    def zero(act, hook):
-        act = act.clone()
-        act[:, 1:] = 0.0
-        return act
-
-    totals = {"clean": 0.0, "spliced": 0.0, "zero_ablated": 0.0}
-    for chunk in tokens.split(model_batch):
-        chunk = chunk.to(model.cfg.device)
-        totals["clean"] += model(chunk, return_type="loss").item() * len(chunk)
-        hooks = ([(input_hook, store)] if input_hook else []) + [(hook_name, splice)]
-        totals["spliced"] += model.run_with_hooks(chunk, return_type="loss", fwd_hooks=hooks).item() * len(chunk)
-        totals["zero_ablated"] += model.run_with_hooks(
-            chunk, return_type="loss", fwd_hooks=[(hook_name, zero)]
-        ).item() * len(chunk)
-    result = {k: v / len(tokens) for k, v in totals.items()}
+    hooks = ([(input_hook, store)] if input_hook else []) + [(hook_name, splice)]
+    result = dict(baselines or loss_baselines(model, hook_name, tokens, model_batch))
+    result["spliced"] = _mean_loss(model, tokens, hooks, model_batch)
     result["recovered"] = (result["zero_ablated"] - result["spliced"]) / (result["zero_ablated"] - result["clean"])
     return result
 
@@ -411,9 +430,11 @@ def latent_activations(
     model: HookedTransformer, sae, hook_name: str, tokens: Int[Tensor, "batch pos"], model_batch: int = 32
 ) -> Float[Tensor, "batch pos d_sae"]:
     """Every latent's activation at every token (BOS positions set to 0, as the SAE never saw them)."""
-    out = []
+    out, layer = [], hook_layer(hook_name)
     for chunk in tokens.split(model_batch):
-        _, cache = model.run_with_cache(chunk.to(model.cfg.device), names_filter=hook_name)
+        _, cache = model.run_with_cache(
+            chunk.to(model.cfg.device), names_filter=hook_name, stop_at_layer=None if layer is None else layer + 1
+        )
         acts = sae.encode(cache[hook_name].float())
         acts[:, 0] = 0.0
         out.append(acts.cpu())

@@ -131,6 +131,11 @@ def test_ce_loss_recovered_is_one_for_an_exact_reconstruction(bundled_model):
     assert result["spliced"] == pytest.approx(result["clean"], abs=1e-4)
     assert result["recovered"] == pytest.approx(1.0, abs=1e-3)
     assert result["zero_ablated"] > result["clean"] + 1.0
+    baselines = sae.loss_baselines(bundled_model, HOOK, tokens)
+    assert (
+        sae.ce_loss_recovered(bundled_model, identity_sae(bundled_model.cfg.d_model), HOOK, tokens, baselines=baselines)
+        == result
+    )
 
 
 def test_metrics_take_a_saelens_sae(bundled_model):
