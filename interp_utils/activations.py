@@ -5,7 +5,6 @@ Used to train sparse autoencoders (notebook 04) and transcoders (notebook 05) on
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 
@@ -17,6 +16,7 @@ from transformer_lens import HookedTransformer
 
 from interp_utils import corpus
 from interp_utils.loading import hub_reachable, is_bundled
+from interp_utils.patching import hook_layer
 
 # A parquet copy of the Pile's first 10k documents. (gpt2-small-res-jb was trained on OpenWebText, but
 # Skylion007/openwebtext is a loading-script data set, which datasets >= 4 no longer runs.)
@@ -58,12 +58,6 @@ def token_batches(
             if len(rows) == batch_size:
                 yield torch.tensor(rows)
                 rows = []
-
-
-def hook_layer(hook_name: str) -> int | None:
-    """The block index in a hook name such as ``blocks.6.hook_resid_pre`` (None for embeddings etc.)."""
-    match = re.match(r"blocks\.(\d+)\.", hook_name)
-    return int(match.group(1)) if match else None
 
 
 @torch.no_grad()

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import nbformat
 
+from interp_utils.reproduce import NOTEBOOK_DIR, shipped_notebooks
+
 # A PLACEHOLDER: the suite has no public address yet. Set the real one here and run `python -m interp_utils.colab`.
 REPO_URL = "https://github.com/interp-notebooks/interp-notebooks"
 BRANCH = "main"
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK_DIR = ROOT / "notebooks"
+ROOT = NOTEBOOK_DIR.parent
 MARK = "# Colab set-up"
 BADGES_START, BADGES_END = "<!-- badges: python -m interp_utils.colab -->", "<!-- /badges -->"
 
@@ -73,16 +74,11 @@ def _collapsed(cell) -> bool:
     return cell.metadata.get("jupyter", {}).get("source_hidden", False)
 
 
-def all_notebooks() -> list[Path]:
-    """Every notebook that ships: the index, the lessons and the template (not learner copies)."""
-    return [p for p in sorted(NOTEBOOK_DIR.glob("*.ipynb")) if not p.stem.endswith("_exercises")]
-
-
 def sync(check: bool = False, readme: Path = ROOT / "README.md") -> list[str]:
     """Write the bootstrap cell into every notebook and the badges into the README; with ``check``, only list
     what would change."""
     stale, cell = [], bootstrap_cell()
-    for path in all_notebooks():
+    for path in shipped_notebooks():
         nb = nbformat.read(path, as_version=4)
         first = next((c for c in nb.cells if c.cell_type == "code"), None)
         if first is None or (first.source == cell and _collapsed(first)):  # no code (the index), or current
@@ -100,7 +96,7 @@ def sync(check: bool = False, readme: Path = ROOT / "README.md") -> list[str]:
         raise ValueError(f"{readme} needs the lines {BADGES_START} and {BADGES_END} where the badges go.")
     before, rest = text.split(BADGES_START, 1)
     after = rest.split(BADGES_END, 1)[1]
-    updated = before + badges(all_notebooks()) + after
+    updated = before + badges(shipped_notebooks()) + after
     if updated != text:
         stale.append(readme.name)
         if not check:

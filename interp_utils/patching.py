@@ -65,7 +65,7 @@ def _write(view: Tensor, src: Tensor, patch: Patch, positions: dict[str, Tensor]
         view[rows, cols, patch.head] = src[rows, cols, patch.head]
 
 
-def _layer_of(hook: str) -> int | None:
+def hook_layer(hook: str) -> int | None:
     """The block a hook point belongs to ("blocks.5.attn.hook_z" -> 5); None for embedding hooks."""
     parts = hook.split(".")
     return int(parts[1]) if parts[0] == "blocks" else None
@@ -97,7 +97,7 @@ def patch_sweep(
     _, base = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_resid_pre"))
     by_layer: dict[int | None, list[int]] = defaultdict(list)
     for i, patch in enumerate(patches):
-        by_layer[_layer_of(patch.hook)].append(i)
+        by_layer[hook_layer(patch.hook)].append(i)
     jobs = [(layer, idx[k : k + per_pass]) for layer, idx in by_layer.items() for k in range(0, len(idx), per_pass)]
     if progress:
         from tqdm.auto import tqdm

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from unittest import mock
 
@@ -42,11 +43,14 @@ class Result:
     error: str | None = None
 
 
+def shipped_notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
+    """Every notebook the suite ships, sorted: the index, the lessons, the template (learner copies left out)."""
+    return [p for p in sorted(directory.glob("*.ipynb")) if not p.stem.endswith("_exercises")]
+
+
 def find_notebooks(only: list[str] | None = None, directory: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The numbered lessons in order (the 00 index and learner copies left out); ``only`` keeps those whose
-    name starts so."""
-    numbered = sorted(directory.glob("[0-9][0-9]_*.ipynb"))
-    paths = [p for p in numbered if not (p.stem.endswith("_exercises") or p.name.startswith("00_"))]
+    """The numbered lessons in order (not the 00 index); ``only`` keeps those whose name starts so."""
+    paths = [p for p in shipped_notebooks(directory) if fnmatch(p.name, "[0-9][0-9]_*") and p.name[:3] != "00_"]
     if not paths:
         raise FileNotFoundError(f"No numbered notebooks (01_*.ipynb, ...) in {directory}.")
     if only:

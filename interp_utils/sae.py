@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from interp_utils.activations import hook_layer
+from interp_utils.patching import hook_layer
 
 DENSE = 0.1  # a latent firing on more than 10% of tokens is "dense"
 

@@ -19,11 +19,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+from interp_utils.reproduce import NOTEBOOK_DIR, run_notebook
+
 REQUIRED = os.environ.get("INTERP_BROWSER_TEST", "0") == "1"
 CHECKS = {  # notebook -> {CSS selector of a rendered element: what it is}
     "01_superposition.ipynb": {
@@ -62,11 +61,8 @@ def lab(tmp_path_factory):
     _browser()
     folder = tmp_path_factory.mktemp("lab")
     for name in CHECKS:
-        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-        NotebookClient(
-            nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
-        ).execute()
-        nbformat.write(nb, folder / name)
+        result = run_notebook(NOTEBOOK_DIR / name, folder, folder / "tables", timeout=900, progress=False)
+        assert result.error is None, result.error
         subprocess.run([sys.executable, "-m", "jupyter", "trust", str(folder / name)], check=True, capture_output=True)
     port, token = _free_port(), secrets.token_hex(16)
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}"]
