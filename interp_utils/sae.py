@@ -58,7 +58,7 @@ class SAE(nn.Module):
         W_dec /= W_dec.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(W_dec)
         # tied initialisation (Gao et al.): each latent starts reading the direction it writes
-        W_enc = W_dec.T.clone() if d_out == cfg.d_in else torch.randn(cfg.d_in, cfg.d_sae) / cfg.d_in**0.5
+        W_enc = W_dec.T.clone() if cfg.d_out is None else torch.randn(cfg.d_in, cfg.d_sae) / cfg.d_in**0.5
         self.W_enc = nn.Parameter(W_enc)
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_dec = nn.Parameter(torch.zeros(d_out))

@@ -1,0 +1,167 @@
+"""Transcoders, the local replacement model and attribution graphs (interp_utils.attribution), on the bundled model.
+
+Untrained transcoders are enough here: the identities below hold for any transcoder, since the local replacement
+model adds back whatever error a transcoder makes.
+"""
+
+import pytest
+import torch
+
+from interp_utils import activations, attribution, load_bundled
+from interp_utils.attribution import LocalReplacement, attribute, graph_scores, prune
+from interp_utils.sae import SAE, SAEConfig
+
+PROMPT = "Then, Mary and John went to the store. John gave a drink to"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_bundled()
+
+
+def make_transcoders(model, architecture: str = "topk", seed: int = 0, d_sae: int = 256) -> dict[int, SAE]:
+    """Untrained transcoders with their scales and decoder bias set from real activations
+    (ReLU ones with encoder biases that let about 10% of features fire)."""
+    torch.manual_seed(seed)
+    tokens = next(activations.token_batches(model, 8, n_ctx=64, seed=seed))
+    out = {}
+    for layer in range(model.cfg.n_layers):
+        cfg = SAEConfig(d_in=model.cfg.d_model, d_sae=d_sae, architecture=architecture, k=8, d_out=model.cfg.d_model)
+        tc = SAE(cfg)
+        x, y = activations.collect(model, [attribution.in_hook(layer), attribution.out_hook(layer)], tokens)
+        tc.init_from_data(x, y)
+        if architecture == "relu":
+            with torch.no_grad():
+                tc.b_enc -= tc.pre_acts(x).quantile(0.9, dim=0)
+        out[layer] = tc
+    return out
+
+
+@pytest.fixture(scope="module")
+def transcoders(model):
+    return make_transcoders(model)
+
+
+@pytest.fixture(scope="module")
+def graph(model, transcoders):
+    return attribute(model, transcoders, PROMPT, batch_size=64, progress=False)
+
+
+def test_local_replacement_reproduces_the_output_exactly(model, transcoders):
+    local = LocalReplacement(model, transcoders, model.to_tokens(PROMPT)[0])
+    clean = model(model.to_tokens(PROMPT))[0]
+    assert torch.allclose(local.logits, clean)
+    for freeze in (True, False):
+        assert torch.allclose(local.run(freeze_attention=freeze, freeze_layernorm=freeze), clean, atol=1e-4)
+    assert all(f[0].abs().sum() == 0 for f in local.features)  # no features at BOS
+    assert (local.error_nodes()[:, 0] == 0).all()
+
+
+def test_edges_add_up_to_each_target(model, graph):
+    """The replacement model is affine in its leaves: each target = its bias term + the sum of its edges."""
+    rows = list(range(graph.n_features)) + list(range(graph.logits.start, graph.logits.stop))
+    reconstructed = graph.bias_values + graph.adjacency[rows].sum(1)
+    assert torch.allclose(reconstructed, graph.target_values, atol=1e-4)
+    # features: their pre-activation is their activation; logits: the token's logit minus the mean logit
+    assert torch.allclose(graph.target_values[: graph.n_features], graph.activations, atol=1e-4)
+    logits = model(graph.tokens[None])[0, -1]
+    assert torch.allclose(
+        graph.target_values[graph.n_features :], logits[graph.logit_tokens] - logits.mean(), atol=1e-4
+    )
+    assert graph.logit_probs.sum() >= 0.95 or len(graph.logit_tokens) == 10
+    # edges only run forwards: from earlier layers, and never from a later position
+    for i in range(graph.n_features):
+        sources = graph.adjacency[i, : graph.n_features].nonzero().squeeze(1)
+        layer, pos, _ = graph.features[i].tolist()
+        assert (graph.features[sources, 0] < layer).all() and (graph.features[sources, 1] <= pos).all()
+
+
+def test_graph_matches_circuit_tracer(model, transcoders, graph):
+    from circuit_tracer.attribution.attribute import attribute as ct_attribute
+    from circuit_tracer.graph import compute_graph_scores, prune_graph
+
+    ct_graph = ct_attribute(graph.tokens, attribution.to_circuit_tracer(model, transcoders), batch_size=64)
+    assert torch.equal(ct_graph.active_features, graph.features)
+    assert [t.vocab_idx for t in ct_graph.logit_targets] == graph.logit_tokens.tolist()
+    assert torch.allclose(ct_graph.adjacency_matrix, graph.adjacency, atol=1e-4)
+    ours, theirs = prune(graph), prune_graph(ct_graph)
+    assert torch.equal(ours.nodes, theirs.node_mask) and torch.equal(ours.edges, theirs.edge_mask)
+    replacement, completeness = compute_graph_scores(ct_graph)
+    scores = graph_scores(graph)
+    assert scores["replacement"] == pytest.approx(replacement, abs=1e-5)
+    assert scores["completeness"] == pytest.approx(completeness, abs=1e-5)
+
+
+def test_pruning_keeps_tokens_and_logits_and_prunes_features(graph):
+    pruned = prune(graph)
+    assert pruned.nodes[graph.embeds.start :].all()
+    assert 0 < pruned.nodes[: graph.n_features].sum() < graph.n_features
+    assert not pruned.edges[~pruned.nodes].any() and not pruned.edges[:, ~pruned.nodes].any()
+    everything = prune(graph, 1.0, 1.0)
+    assert everything.nodes.sum() >= pruned.nodes.sum()
+    with pytest.raises(ValueError, match="fractions"):
+        prune(graph, 1.5)
+
+
+def test_scores_are_one_without_errors(graph):
+    """With the error columns zeroed, nothing flows through errors: both scores are 1."""
+    clean = attribution.AttributionGraph(**{**graph.__dict__, "adjacency": graph.adjacency.clone()})
+    clean.adjacency[:, clean.errors] = 0.0
+    assert graph_scores(clean) == pytest.approx({"replacement": 1.0, "completeness": 1.0})
+    scores = graph_scores(graph)
+    assert 0 < scores["replacement"] < 1 and 0 < scores["completeness"] < 1
+
+
+def test_total_effects_predict_small_interventions(model):
+    """ReLU transcoders are continuous, so a small nudge to one feature moves the logit as the graph predicts."""
+    transcoders = make_transcoders(model, "relu", seed=1, d_sae=64)
+    graph = attribute(model, transcoders, PROMPT, batch_size=256, progress=False)
+    target = graph.logits.start
+    nodes = graph.adjacency[target, : graph.n_features].abs().argsort(descending=True)[:5].tolist()
+    nodes += [i for i in range(graph.n_features) if graph.features[i, 0] == 0][:5]  # early: effects through others
+    predicted = attribution.total_effects(graph, target)[nodes]
+    measured = attribution.intervention_effects(model, transcoders, graph, nodes, target, scale=0.99)
+    assert torch.allclose(measured, 0.01 * predicted, rtol=0.05, atol=2e-4)
+
+
+def test_replacement_losses(model, transcoders):
+    tokens = next(activations.token_batches(model, 4, n_ctx=64, seed=3))
+    silent = {layer: SAE(tc.cfg) for layer, tc in transcoders.items()}
+    for tc in silent.values():
+        with torch.no_grad():
+            tc.W_dec.zero_()  # predicts zero: the same as ablating the MLP
+    losses = attribution.replacement_losses(model, silent, tokens)
+    assert losses["all"] == pytest.approx(losses["mlp_ablated"], rel=1e-5)
+    assert losses["clean"] < losses["all_but_first"] < losses["all"]
+    assert set(losses) >= {f"layer_{layer}" for layer in range(model.cfg.n_layers)}
+
+
+def test_head_contributions_shape_and_causality(model, transcoders):
+    tokens = model.to_tokens(PROMPT)[0]
+    direction = model.W_U[:, model.to_single_token(" Mary")] - model.W_U[:, model.to_single_token(" John")]
+    contributions = attribution.head_contributions(model, transcoders, tokens, direction)
+    assert contributions.shape == (model.cfg.n_layers, model.cfg.n_heads, len(tokens))
+    assert contributions.abs().sum() > 0
+
+
+def test_labels_and_plot(model, transcoders, graph):
+    pruned = prune(graph)
+    keep = [tuple(graph.features[i, [0, 2]].tolist()) for i in pruned.nodes[: graph.n_features].nonzero()[:5, 0]]
+    tokens = next(activations.token_batches(model, 8, n_ctx=64, seed=5))
+    labels = attribution.feature_labels(model, transcoders, keep, tokens)
+    assert set(labels) == set(keep) and all(isinstance(v, str) and v for v in labels.values())
+    fig = attribution.plot_graph(graph, pruned, labels)
+    names = {trace.name for trace in fig.data}
+    assert {"feature", "embedding", "logit"} <= names
+    assert fig.layout.xaxis.ticktext == tuple(graph.str_tokens)
+
+
+def test_clear_errors(model, transcoders):
+    with pytest.raises(ValueError, match="every layer"):
+        LocalReplacement(model, {0: transcoders[0]}, model.to_tokens(PROMPT)[0])
+    with pytest.raises(ValueError, match=r"one prompt"):
+        LocalReplacement(model, transcoders, model.to_tokens(PROMPT))
+    with pytest.raises(ValueError, match="d_out"):
+        attribution.train_transcoders(model, [0], SAEConfig(d_in=128, d_sae=64), 1000)
+    with pytest.raises(ValueError, match="layers 0..3"):
+        attribution.replacement_losses(model, {7: transcoders[0]}, torch.zeros(1, 4, dtype=torch.long))
