@@ -11,6 +11,7 @@ pass per target (batched). Node order and pruning follow circuit-tracer, so its 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -73,6 +74,7 @@ def train_transcoders(
         raise ValueError("cfg.d_out must be set (to d_model) for a transcoder.")
     transcoders, logs = {}, {}
     for layer in layers:
+        start = time.perf_counter()
         torch.manual_seed(seed + layer)
         text = activations.token_batches(model, 32, n_ctx=min(n_ctx, model.cfg.n_ctx), seed=seed + layer)
         buffer = activations.ActivationBuffer(
@@ -82,7 +84,7 @@ def train_transcoders(
         logs[layer] = train_sae(
             transcoders[layer], buffer, n_tokens, batch_size=batch_size, desc=f"transcoder L{layer}", **train_kwargs
         )
-        logs[layer].seconds += buffer.seconds_collecting
+        logs[layer].seconds = time.perf_counter() - start  # filling the buffer included
     return transcoders, logs
 
 
@@ -220,39 +222,46 @@ class LocalReplacement:
                 for layer, nz in ((layer, f.nonzero()) for layer, f in enumerate(self.features))
             ]
         )
-        values = torch.stack([self.features[int(layer)][pos, feat] for layer, pos, feat in index.tolist()])
-        return index, values
+        return index, self.feature_values(index)
+
+    def feature_values(self, index: Int[Tensor, "n 3"]) -> Float[Tensor, " n"]:
+        """The activations of the features at ``index`` rows (layer, pos, feature)."""
+        return torch.stack(self.features)[index[:, 0], index[:, 1], index[:, 2]]
+
+    def decoder_rows(self, index: Int[Tensor, "n 3"]) -> Float[Tensor, "n d"]:
+        """What each feature at ``index`` writes per unit of activation (its decoder row, in model units)."""
+        rows = [
+            self.transcoders[layer].W_dec[feat] * self.transcoders[layer].out_scale for layer, _, feat in index.tolist()
+        ]
+        return torch.stack(rows).detach() if rows else self.embed.new_zeros(0, self.embed.shape[-1])
 
     def linear_forward(
         self, batch: int, feature_index: Int[Tensor, "n 3"], zero: bool = False
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """One forward pass of the frozen (linear) replacement model for ``batch`` copies of the prompt.
 
-        Returns the leaves (``embed`` [batch, pos, d], ``features`` [batch, n], ``errors`` [batch, layer, pos, d],
-        all requiring grad and holding their clean values, or zeros if ``zero``) and the readouts targets are
-        read from: each layer's MLP input ``mlp_in_L`` and the final normalised residual ``final`` ([batch, pos, d])."""
-        device = self.tokens.device
-        values = torch.stack([self.features[lay][p, f] for lay, p, f in feature_index.tolist()] or [self.embed[0, :0]])
+        Returns two leaves, which require grad and hold their clean values (zeros if ``zero``): ``embed``, the
+        token embeddings ([batch, pos, d]), and ``mlp``, what the features at ``feature_index`` and the error
+        nodes add to each MLP output ([batch, layer, pos, d]; a feature's gradient is its decoder row dotted
+        with the gradient there). Also the readouts targets are read from, by hook name: each layer's MLP
+        input and the final normalised residual ([batch, pos, d])."""
         errors = self.error_nodes()
         bos_errors = torch.stack(self.errors) - errors  # constants, like biases
+        written = torch.zeros_like(errors).index_put_(
+            (feature_index[:, 0], feature_index[:, 1]),
+            self.feature_values(feature_index)[:, None] * self.decoder_rows(feature_index),
+            accumulate=True,
+        )
         scale = 0.0 if zero else 1.0
         leaves = {
             "embed": (scale * self.embed).expand(batch, *self.embed.shape).clone().requires_grad_(True),
-            "features": (scale * values).expand(batch, len(values)).clone().requires_grad_(True),
-            "errors": (scale * errors).expand(batch, *errors.shape).clone().requires_grad_(True),
+            "mlp": (scale * (written + errors)).expand(batch, *errors.shape).clone().requires_grad_(True),
         }
         readouts: dict[str, Tensor] = {}
-        layer_of = feature_index[:, 0]
-        n_pos = len(self.tokens)
 
         def mlp_out(layer: int, act: Tensor) -> Tensor:
             tc = self.transcoders[layer]
-            mine = (layer_of == layer).nonzero().squeeze(1)
-            W = tc.W_dec[feature_index[mine, 2]] * tc.out_scale  # [n_L, d]
-            written = torch.zeros(batch, n_pos, W.shape[1], device=device).index_add(
-                1, feature_index[mine, 1], leaves["features"][:, mine, None] * W
-            )
-            return written + tc.b_dec * tc.out_scale + bos_errors[layer] + leaves["errors"][:, layer]
+            return (tc.b_dec * tc.out_scale).detach() + bos_errors[layer] + leaves["mlp"][:, layer]
 
         hooks = [("hook_embed", lambda act, hook: leaves["embed"])] + self._hooks(batch, mlp_out)
         hooks += [(in_hook(layer), _store(readouts)) for layer in range(self.n_layers)]
@@ -340,7 +349,8 @@ def attribute(
 ) -> AttributionGraph:
     """The attribution graph of ``prompt``: the logit targets are the most likely next tokens until their
     probabilities add up to ``logit_prob`` (at most ``max_logits``), read along demeaned unembedding columns;
-    every active feature is a target too. One backward pass per ``batch_size`` targets."""
+    every active feature is a target too. One forward pass of ``batch_size`` copies of the prompt, then one
+    backward pass per ``batch_size`` targets."""
     tokens = model.to_tokens(prompt)[0] if isinstance(prompt, str) else prompt.to(model.cfg.device)
     local = LocalReplacement(model, transcoders, tokens)
     features, acts = local.active_features()
@@ -354,41 +364,55 @@ def attribute(
 
     n_feat, n_pos, L = len(features), len(tokens), model.cfg.n_layers
     n_nodes = n_feat + L * n_pos + n_pos + n_logits
-    adjacency = torch.zeros(n_nodes, n_nodes, device=tokens.device)
-    targets = list(range(n_feat)) + list(range(n_nodes - n_logits, n_nodes))
-    target_values = torch.zeros(len(targets), device=tokens.device)
-    bias_values = torch.zeros(len(targets), device=tokens.device)
-    b_enc = torch.stack([transcoders[lay].b_enc[f] for lay, _, f in features.tolist()] or [acts[:0]]).detach()
+    # each target is read along one direction at one place: (readout index, position, direction, constant)
+    where = torch.cat([features[:, 0], torch.full((n_logits,), L, device=tokens.device)])  # L: final residual
+    at = torch.cat([features[:, 1], torch.full((n_logits,), n_pos - 1, device=tokens.device)])
+    by_layer = [(features[:, 0] == layer).nonzero().squeeze(1) for layer in range(L)]
+    encoders, b_enc = torch.zeros(n_feat, model.cfg.d_model, device=tokens.device), torch.zeros_like(acts)
+    for layer, mine in enumerate(by_layer):  # a feature's pre-activation reads its encoder column
+        tc, ids = transcoders[layer], features[mine, 2]
+        encoders[mine], b_enc[mine] = (tc.W_enc[:, ids] / tc.in_scale).T.detach(), tc.b_enc[ids].detach()
+    directions = torch.cat([encoders, logit_dirs])  # [n_targets, d]
+    constants = torch.cat([b_enc, logit_bias])
+    names = [in_hook(layer) for layer in range(L)] + ["ln_final.hook_normalized"]
 
-    def read(readouts: dict[str, Tensor], chunk: list[int]) -> Tensor:
-        """Each copy's own target: a feature's encoder direction at its MLP input, or a logit direction."""
-        values = []
-        for b, t in enumerate(chunk):
-            if t < n_feat:
-                layer, pos, feat = features[t].tolist()
-                tc = transcoders[layer]
-                values.append(readouts[in_hook(layer)][b, pos] @ tc.W_enc[:, feat] / tc.in_scale + b_enc[t])
-            else:
-                j = t - (n_nodes - n_logits)
-                values.append(readouts["ln_final.hook_normalized"][b, -1] @ logit_dirs[j] + logit_bias[j])
-        return torch.stack(values)
+    def read(readouts: dict[str, Tensor]) -> Tensor:
+        """Every target's value in the (batch-1) forward pass that gave ``readouts``."""
+        stacked = torch.stack([readouts[name][0] for name in names])  # [L + 1, pos, d]
+        return (stacked[where, at] * directions).sum(-1) + constants
 
-    chunks = [targets[i : i + batch_size] for i in range(0, len(targets), batch_size)]
+    with torch.no_grad():
+        target_values = read(local.linear_forward(1, features)[1])
+        bias_values = read(local.linear_forward(1, features, zero=True)[1])  # every leaf at zero: biases only
+
+    # one forward pass of batch_size copies, then one backward pass per batch of targets, each copy carrying
+    # one target's direction as its gradient
+    targets = torch.cat([torch.arange(n_feat), torch.arange(n_nodes - n_logits, n_nodes)]).to(tokens.device)
+    copies = min(batch_size, len(targets))
+    leaves, readouts = local.linear_forward(copies, features)
+    outputs = [readouts[name] for name in names]
+    inputs = [leaves["mlp"], leaves["embed"]]
     errors = local.error_nodes()
-    for c, chunk in enumerate(tqdm(chunks, desc="attribution (backward passes)", disable=not progress)):
-        rows = slice(c * batch_size, c * batch_size + len(chunk))
-        with torch.no_grad():  # with every leaf at zero only the biases are left: each target's constant term
-            bias_values[rows] = read(local.linear_forward(len(chunk), features, zero=True)[1], chunk)
-        leaves, readouts = local.linear_forward(len(chunk), features)
-        values = read(readouts, chunk)
-        target_values[rows] = values.detach()
-        inputs = [leaves["features"], leaves["errors"], leaves["embed"]]
-        grads = torch.autograd.grad(values.sum(), inputs, allow_unused=True)  # early targets skip later leaves
-        g_feat, g_err, g_emb = (torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs, strict=True))
-        index = torch.tensor(chunk, device=tokens.device)
-        adjacency[index, :n_feat] = g_feat * acts
-        adjacency[index, n_feat : n_feat + L * n_pos] = (g_err * errors).sum(-1).flatten(1)
-        adjacency[index, n_feat + L * n_pos : n_nodes - n_logits] = (g_emb * local.embed).sum(-1)
+    rows_of = local.decoder_rows(features)  # [n_feat, d]
+    adjacency = torch.zeros(n_nodes, n_nodes, device=tokens.device)
+    chunks = list(range(0, len(targets), copies))
+    for start in tqdm(chunks, desc="attribution (backward passes)", disable=not progress):
+        rows = torch.arange(start, min(start + copies, len(targets)), device=tokens.device)
+        grad_outputs = [torch.zeros_like(out) for out in outputs]
+        copy = torch.arange(len(rows), device=tokens.device)
+        for o, grad in enumerate(grad_outputs):
+            mine = where[rows] == o
+            grad[copy[mine], at[rows][mine]] = directions[rows][mine]
+        grads = torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph=True, allow_unused=True)
+        g_mlp, g_emb = (torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs, strict=True))
+        n, index = len(rows), targets[rows]
+        for layer, mine in enumerate(by_layer):  # feature j's gradient: its decoder row . the gradient where it writes
+            per_pos = g_mlp[:n, layer] @ rows_of[mine].T  # [n, pos, n_layer_features]
+            adjacency[index[:, None], mine[None, :]] = (
+                per_pos[:, features[mine, 1], torch.arange(len(mine), device=tokens.device)] * acts[mine]
+            )
+        adjacency[index, n_feat : n_feat + L * n_pos] = (g_mlp[:n] * errors).sum(-1).flatten(1)
+        adjacency[index, n_feat + L * n_pos : n_nodes - n_logits] = (g_emb[:n] * local.embed).sum(-1)
     return AttributionGraph(
         tokens=tokens.cpu(),
         str_tokens=model.to_str_tokens(tokens),
@@ -399,8 +423,8 @@ def attribute(
         logit_probs=logit_probs.detach().cpu(),
         adjacency=adjacency.cpu(),
         n_layers=L,
-        bias_values=bias_values.cpu(),
-        target_values=target_values.cpu(),
+        bias_values=bias_values.detach().cpu(),
+        target_values=target_values.detach().cpu(),
     )
 
 

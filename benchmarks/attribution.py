@@ -1,0 +1,69 @@
+"""Benchmark: attribution-graph time of interp_utils.attribution.attribute against circuit-tracer's attribute.
+
+Both build the full (unpruned) graph of the same prompts on the bundled model with the same per-layer transcoders
+(trained briefly here, so that feature counts are realistic), on this machine. Prints seconds per graph for each,
+the graph's size, and the largest difference between the two adjacency matrices, so that a faster one is not a
+different one.
+
+    python benchmarks/attribution.py                          # prompts of 16, 32 and 64 tokens
+    python benchmarks/attribution.py --lengths 128 --train-tokens 400000
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import torch
+from circuit_tracer.attribution.attribute import attribute as ct_attribute
+
+from interp_utils import attribution, ioi, load_bundled
+from interp_utils.sae import SAEConfig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--train-tokens", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    model = load_bundled()
+    d = model.cfg.d_model
+    cfg = SAEConfig(d_in=d, d_sae=8 * d, architecture="topk", k=16, d_out=d)
+    transcoders, _ = attribution.train_transcoders(
+        model, range(model.cfg.n_layers), cfg, args.train_tokens, batch_size=512, lr=1e-3, progress=False
+    )
+    ct_model = attribution.to_circuit_tracer(model, transcoders)
+    names = ioi.single_token_names(model)
+    rng = random.Random(0)
+    print(f"{'tokens':>6} {'features':>8} {'ours (s)':>9} {'circuit-tracer (s)':>18} {'ratio':>6} {'max |Δ edge|':>12}")
+    for length in args.lengths:
+        tokens = model.to_tokens("".join(" " + rng.choice(names) for _ in range(length - 1)))[0]
+
+        runs = {
+            "ours": lambda t=tokens: attribution.attribute(
+                model, transcoders, t, batch_size=args.batch_size, progress=False
+            ),
+            "theirs": lambda t=tokens: ct_attribute(t, ct_model, batch_size=args.batch_size),
+        }
+        results, seconds = {}, {}
+        for name, fn in runs.items():
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                results[name] = fn()
+                times.append(time.perf_counter() - start)
+            seconds[name] = min(times)
+        diff = (results["theirs"].adjacency_matrix.cpu() - results["ours"].adjacency).abs().max().item()
+        print(
+            f"{length:>6} {results['ours'].n_features:>8} {seconds['ours']:>9.2f} {seconds['theirs']:>18.2f} "
+            f"{seconds['ours'] / seconds['theirs']:>6.2f} {diff:>12.1e}"
+        )
+
+
+if __name__ == "__main__":
+    main()
