@@ -76,6 +76,7 @@ def test_edges_add_up_to_each_target(model, graph):
         assert (graph.features[sources, 0] < layer).all() and (graph.features[sources, 1] <= pos).all()
 
 
+@pytest.mark.filterwarnings("ignore:Full backward hook")  # a PyTorch notice about circuit-tracer's hooks
 def test_graph_matches_circuit_tracer(model, transcoders, graph):
     from circuit_tracer.attribution.attribute import attribute as ct_attribute
     from circuit_tracer.graph import compute_graph_scores, prune_graph
