@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from interp_utils import activations
-from interp_utils.sae import SAE, SAEConfig, TrainLog, _mean_loss, train_sae
+from interp_utils.sae import SAE, SAEConfig, TrainLog, mean_loss, splice_hooks, train_sae, zero_past_bos
 
 Transcoders = dict[int, SAE]  # layer -> transcoder for that layer's MLP
 
@@ -88,22 +88,9 @@ def train_transcoders(
     return transcoders, logs
 
 
-def splice_hooks(transcoders: Transcoders) -> list[tuple[str, Callable]]:
+def splice(transcoders: Transcoders) -> list[tuple[str, Callable]]:
     """Forward hooks that replace each listed layer's MLP output (past BOS) with its transcoder's prediction."""
-    stored: dict[int, Tensor] = {}
-    hooks = []
-    for layer, tc in transcoders.items():
-
-        def store(act, hook, layer=layer):
-            stored[layer] = act
-
-        def splice(act, hook, layer=layer, tc=tc):
-            act = act.clone()
-            act[:, 1:] = tc(stored.pop(layer)[:, 1:].float()).to(act.dtype)
-            return act
-
-        hooks += [(in_hook(layer), store), (out_hook(layer), splice)]
-    return hooks
+    return splice_hooks([(tc, out_hook(layer), in_hook(layer)) for layer, tc in sorted(transcoders.items())])
 
 
 @torch.no_grad()
@@ -115,22 +102,17 @@ def replacement_losses(
     (partly replaced) model gives it, so errors compound as they would in a replacement model."""
     _check_layers(model, transcoders, need_all=False)
 
-    def zero(act, hook):
-        act = act.clone()
-        act[:, 1:] = 0.0
-        return act
-
     layers = sorted(transcoders)
     out = {
-        "clean": _mean_loss(model, tokens, [], model_batch),
-        "mlp_ablated": _mean_loss(model, tokens, [(out_hook(layer), zero) for layer in layers], model_batch),
-        "all": _mean_loss(model, tokens, splice_hooks(transcoders), model_batch),
+        "clean": mean_loss(model, tokens, [], model_batch),
+        "mlp_ablated": mean_loss(model, tokens, [(out_hook(layer), zero_past_bos) for layer in layers], model_batch),
+        "all": mean_loss(model, tokens, splice(transcoders), model_batch),
     }
     if len(layers) > 1:
         rest = {layer: transcoders[layer] for layer in layers[1:]}
-        out["all_but_first"] = _mean_loss(model, tokens, splice_hooks(rest), model_batch)
+        out["all_but_first"] = mean_loss(model, tokens, splice(rest), model_batch)
     for layer in layers:
-        out[f"layer_{layer}"] = _mean_loss(model, tokens, splice_hooks({layer: transcoders[layer]}), model_batch)
+        out[f"layer_{layer}"] = mean_loss(model, tokens, splice({layer: transcoders[layer]}), model_batch)
     return out
 
 

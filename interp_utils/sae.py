@@ -344,7 +344,7 @@ def evaluate(sae, data: Tensor, batch_size: int = 4096) -> dict:
     }
 
 
-def _mean_loss(model: HookedTransformer, tokens: Tensor, hooks: list, model_batch: int) -> float:
+def mean_loss(model: HookedTransformer, tokens: Tensor, hooks: list, model_batch: int = 16) -> float:
     """Mean next-token loss over ``tokens``, in chunks, run with the forward ``hooks``."""
     total = 0.0
     for chunk in tokens.split(model_batch):
@@ -353,21 +353,44 @@ def _mean_loss(model: HookedTransformer, tokens: Tensor, hooks: list, model_batc
     return total / len(tokens)
 
 
+def zero_past_bos(act: Tensor, hook=None) -> Tensor:
+    """A forward hook that zero-ablates an activation everywhere but position 0 (BOS)."""
+    act = act.clone()
+    act[:, 1:] = 0.0
+    return act
+
+
+def splice_hooks(splices: list[tuple]) -> list[tuple[str, Callable]]:
+    """Forward hooks that replace each ``(sae, hook_name, input_hook)``'s activation at ``hook_name`` (past BOS)
+    with the SAE's output: its reconstruction (``input_hook`` None) or, for a transcoder, its prediction from the
+    activation at ``input_hook``. Each reads what the model, with every earlier splice in place, gives it."""
+    stored: dict[str, Tensor] = {}
+    hooks: list[tuple[str, Callable]] = []
+
+    def store(act, hook):
+        stored[hook.name] = act
+
+    for sae, hook_name, input_hook in splices:
+
+        def splice(act, hook, sae=sae, input_hook=input_hook):
+            x = stored.pop(input_hook) if input_hook else act
+            act = act.clone()
+            act[:, 1:] = sae(x[:, 1:].float()).to(act.dtype)
+            return act
+
+        hooks += ([(input_hook, store)] if input_hook else []) + [(hook_name, splice)]
+    return hooks
+
+
 @torch.no_grad()
 def loss_baselines(
     model: HookedTransformer, hook_name: str, tokens: Int[Tensor, "batch pos"], model_batch: int = 16
 ) -> dict[str, float]:
     """The two ends of the loss-recovered scale: the clean loss and the loss with ``hook_name`` zeroed (past BOS).
     They do not depend on the SAE: compute them once for many SAEs on the same tokens."""
-
-    def zero(act, hook):
-        act = act.clone()
-        act[:, 1:] = 0.0
-        return act
-
     return {
-        "clean": _mean_loss(model, tokens, [], model_batch),
-        "zero_ablated": _mean_loss(model, tokens, [(hook_name, zero)], model_batch),
+        "clean": mean_loss(model, tokens, [], model_batch),
+        "zero_ablated": mean_loss(model, tokens, [(hook_name, zero_past_bos)], model_batch),
     }
 
 
@@ -387,20 +410,8 @@ def ce_loss_recovered(
     A transcoder reads ``input_hook`` (e.g. ``blocks.1.ln2.hook_normalized``) and replaces ``hook_name``.
     ``baselines`` (from :func:`loss_baselines` on the same tokens) saves recomputing the two reference losses.
     """
-    stored: dict[str, Tensor] = {}
-
-    def store(act, hook):
-        stored["x"] = act
-
-    def splice(act, hook):
-        x = stored["x"] if input_hook else act
-        act = act.clone()
-        act[:, 1:] = sae(x[:, 1:].float()).to(act.dtype)
-        return act
-
-    hooks = ([(input_hook, store)] if input_hook else []) + [(hook_name, splice)]
     result = dict(baselines or loss_baselines(model, hook_name, tokens, model_batch))
-    result["spliced"] = _mean_loss(model, tokens, hooks, model_batch)
+    result["spliced"] = mean_loss(model, tokens, splice_hooks([(sae, hook_name, input_hook)]), model_batch)
     result["recovered"] = (result["zero_ablated"] - result["spliced"]) / (result["zero_ablated"] - result["clean"])
     return result
 
