@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
 # The paper's BABA templates (github.com/redwoodresearch/Easy-Transformer, ioi_dataset.py).
@@ -204,3 +204,17 @@ def ioi_batch(model, prompts: list[IOIPrompt], corrupted: list[IOIPrompt] | None
         s=torch.tensor(s_ids, device=model.cfg.device),
         positions={k: torch.tensor(v, device=model.cfg.device) for k, v in positions.items()},
     )
+
+
+def mean_attention(cache, batch: IOIBatch, dest: str, src: str) -> Float[Tensor, "layer head"]:
+    """Every head's attention from each prompt's ``dest`` position to its ``src`` position (names from
+    :data:`POSITIONS`), averaged over the batch; ``cache`` is a run of ``batch.tokens`` with the patterns."""
+    if dest not in POSITIONS or src not in POSITIONS:
+        raise ValueError(f"Positions are named {POSITIONS}, got {dest!r} and {src!r}.")
+    rows, n_layers = torch.arange(len(batch)), cache.model.cfg.n_layers
+    return torch.stack(
+        [
+            cache["pattern", layer][rows, :, batch.positions[dest], batch.positions[src]].mean(0)
+            for layer in range(n_layers)
+        ]
+    ).cpu()

@@ -61,3 +61,23 @@ def test_ioi_batch_positions_and_tokens(bundled_model):
         assert batch.corrupted[i, batch.positions["S2"][i]] != batch.corrupted[i, batch.positions["S1"][i]]
     with pytest.raises(ValueError, match="not single tokens"):
         ioi_batch(bundled_model, make_ioi_prompts(3, ["Zorgblat", "Ann", "Bob"]))
+
+
+def test_mean_attention_reads_each_prompts_positions(bundled_model):
+    from interp_utils.ioi import ioi_batch, mean_attention, single_token_names
+
+    batch = ioi_batch(bundled_model, make_ioi_prompts(6, single_token_names(bundled_model), seed=4))
+    _, cache = bundled_model.run_with_cache(batch.tokens)
+    attention = mean_attention(cache, batch, "end", "IO")
+    assert attention.shape == (bundled_model.cfg.n_layers, bundled_model.cfg.n_heads)
+    i, layer, head = 2, 1, 3
+    one = cache["pattern", layer][i, head, batch.positions["end"][i], batch.positions["IO"][i]]
+    by_hand = torch.stack(
+        [
+            cache["pattern", layer][j, head, batch.positions["end"][j], batch.positions["IO"][j]]
+            for j in range(len(batch))
+        ]
+    ).mean()
+    assert attention[layer, head] == pytest.approx(by_hand.item(), abs=1e-6) and 0 <= one <= 1
+    with pytest.raises(ValueError, match="Positions are named"):
+        mean_attention(cache, batch, "END", "IO")
