@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from interp_utils import activations
-from interp_utils.sae import SAE, SAEConfig, TrainLog, mean_loss, splice_hooks, train_sae, zero_past_bos
+from interp_utils.sae import SAE, SAEConfig, TrainLog, mean_loss, splice_hooks, store_hook, train_sae, zero_past_bos
 
 Transcoders = dict[int, SAE]  # layer -> transcoder for that layer's MLP
 
@@ -143,10 +143,9 @@ class LocalReplacement:
             self.logits: Float[Tensor, "pos vocab"] = logits[0]
             self.frozen = {name: cache[name][0] for name in names if "hook_pattern" in name or "hook_scale" in name}
             self.embed: Float[Tensor, "pos d"] = cache["hook_embed"][0]
-            self.mlp_in = [cache[in_hook(layer)][0] for layer in range(self.n_layers)]
             self.features, self.errors = [], []
             for layer in range(self.n_layers):
-                f = transcoders[layer].encode(self.mlp_in[layer])
+                f = transcoders[layer].encode(cache[in_hook(layer)][0])
                 f[0] = 0.0  # no features at BOS (as circuit-tracer): its MLP output is all error
                 self.features.append(f)
                 self.errors.append(cache[out_hook(layer)][0] - transcoders[layer].decode(f))
@@ -186,7 +185,7 @@ class LocalReplacement:
 
         stored: dict[str, Tensor] = {}
         with torch.no_grad():
-            hooks = [(in_hook(layer), _store(stored)) for layer in range(self.n_layers)]
+            hooks = [(in_hook(layer), store_hook(stored)) for layer in range(self.n_layers)]
             hooks += self._hooks(1, mlp_out, freeze_attention, freeze_layernorm)
             return self.model.run_with_hooks(self.tokens[None], fwd_hooks=hooks)[0]
 
@@ -246,20 +245,11 @@ class LocalReplacement:
             return (tc.b_dec * tc.out_scale).detach() + bos_errors[layer] + leaves["mlp"][:, layer]
 
         hooks = [("hook_embed", lambda act, hook: leaves["embed"])] + self._hooks(batch, mlp_out)
-        hooks += [(in_hook(layer), _store(readouts)) for layer in range(self.n_layers)]
-        hooks += [("ln_final.hook_normalized", _store(readouts))]
+        hooks += [(in_hook(layer), store_hook(readouts)) for layer in range(self.n_layers)]
+        hooks += [("ln_final.hook_normalized", store_hook(readouts))]
         # the attention patterns and LN scales are replaced by detached copies, so gradients see a linear map
         self.model.run_with_hooks(self.tokens[None].expand(batch, -1), fwd_hooks=hooks, return_type=None)
         return leaves, readouts
-
-
-def _store(into: dict[str, Tensor]) -> Callable:
-    """A hook that keeps its activation in ``into`` under the hook's name."""
-
-    def hook(act, hook):
-        into[hook.name] = act
-
-    return hook
 
 
 # --- attribution graphs ---

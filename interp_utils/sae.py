@@ -360,16 +360,21 @@ def zero_past_bos(act: Tensor, hook=None) -> Tensor:
     return act
 
 
+def store_hook(into: dict[str, Tensor]) -> Callable:
+    """A forward hook that keeps its activation in ``into`` under the hook's name (and leaves it unchanged)."""
+
+    def hook(act, hook):
+        into[hook.name] = act
+
+    return hook
+
+
 def splice_hooks(splices: list[tuple]) -> list[tuple[str, Callable]]:
     """Forward hooks that replace each ``(sae, hook_name, input_hook)``'s activation at ``hook_name`` (past BOS)
     with the SAE's output: its reconstruction (``input_hook`` None) or, for a transcoder, its prediction from the
     activation at ``input_hook``. Each reads what the model, with every earlier splice in place, gives it."""
     stored: dict[str, Tensor] = {}
     hooks: list[tuple[str, Callable]] = []
-
-    def store(act, hook):
-        stored[hook.name] = act
-
     for sae, hook_name, input_hook in splices:
 
         def splice(act, hook, sae=sae, input_hook=input_hook):
@@ -378,7 +383,7 @@ def splice_hooks(splices: list[tuple]) -> list[tuple[str, Callable]]:
             act[:, 1:] = sae(x[:, 1:].float()).to(act.dtype)
             return act
 
-        hooks += ([(input_hook, store)] if input_hook else []) + [(hook_name, splice)]
+        hooks += ([(input_hook, store_hook(stored))] if input_hook else []) + [(hook_name, splice)]
     return hooks
 
 
