@@ -18,26 +18,34 @@ import time
 import torch
 from circuit_tracer.attribution.attribute import attribute as ct_attribute
 
-from interp_utils import attribution, ioi, load_bundled
+from interp_utils import attribution, ioi, load_bundled, transcoders
 from interp_utils.sae import SAEConfig
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--train-tokens", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--pool-tokens", type=int, default=2**17, help="activations in each transcoder's buffer")
+    args = parser.parse_args(argv)
 
     torch.manual_seed(0)
     model = load_bundled()
     d = model.cfg.d_model
     cfg = SAEConfig(d_in=d, d_sae=8 * d, architecture="topk", k=16, d_out=d)
-    transcoders, _ = attribution.train_transcoders(
-        model, range(model.cfg.n_layers), cfg, args.train_tokens, batch_size=512, lr=1e-3, progress=False
+    tcs, _ = transcoders.train_transcoders(
+        model,
+        range(model.cfg.n_layers),
+        cfg,
+        args.train_tokens,
+        batch_size=512,
+        pool_tokens=args.pool_tokens,
+        lr=1e-3,
+        progress=False,
     )
-    ct_model = attribution.to_circuit_tracer(model, transcoders)
+    ct_model = transcoders.to_circuit_tracer(model, tcs)
     names = ioi.single_token_names(model)
     rng = random.Random(0)
     print(f"{'tokens':>6} {'features':>8} {'ours (s)':>9} {'circuit-tracer (s)':>18} {'ratio':>6} {'max |Δ edge|':>12}")
@@ -45,9 +53,7 @@ def main() -> None:
         tokens = model.to_tokens("".join(" " + rng.choice(names) for _ in range(length - 1)))[0]
 
         runs = {
-            "ours": lambda t=tokens: attribution.attribute(
-                model, transcoders, t, batch_size=args.batch_size, progress=False
-            ),
+            "ours": lambda t=tokens: attribution.attribute(model, tcs, t, batch_size=args.batch_size, progress=False),
             "theirs": lambda t=tokens: ct_attribute(t, ct_model, batch_size=args.batch_size),
         }
         results, seconds = {}, {}

@@ -21,12 +21,12 @@ from interp_utils import corpus, load_bundled, patching
 from interp_utils.ioi import ioi_batch, make_ioi_prompts, single_token_names
 
 
-def main() -> None:
+@torch.no_grad()
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=40)
     parser.add_argument("--gpt2-size", action="store_true", help="GPT-2 small's shape, random weights")
-    args = parser.parse_args()
-    torch.set_grad_enabled(False)
+    args = parser.parse_args(argv)
     model = load_bundled(device="cpu")
     names = single_token_names(model, corpus.HELD_OUT_NAMES)
     # one template, so every prompt has the same length and TransformerLens's per-position sweep applies

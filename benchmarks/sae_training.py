@@ -19,7 +19,7 @@ import torch
 from sae_lens import SAETrainer, StandardTrainingSAE, StandardTrainingSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.config import SAETrainerConfig
 
-from interp_utils import activations, load_bundled, sae
+from interp_utils import activations, hooks, load_bundled, sae
 
 
 def batches(data: torch.Tensor, batch_size: int, seed: int):
@@ -33,7 +33,7 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=2_000_000)
     parser.add_argument("--d-sae", type=int, default=1024)
@@ -41,13 +41,14 @@ def main() -> None:
     parser.add_argument("--l1", type=float, default=2.0, help="L1 coefficient of the suite's ReLU SAE")
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=1e-3)
-    args = parser.parse_args()
+    parser.add_argument("--activations", type=int, default=2**18, help="activations collected to train on")
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
     model = load_bundled(device="cpu")
-    hook = "blocks.2.hook_resid_pre"
+    hook = hooks.name("resid_pre", 2)
     stream = activations.token_batches(model, 32, seed=0)
     buffer = activations.ActivationBuffer(model, hook, stream, batch_size=args.batch, pool_tokens=2**16)
-    data, held_out = buffer.take(2**18), buffer.take(2**14)
+    data, held_out = buffer.take(args.activations), buffer.take(2**14)
     d_in = model.cfg.d_model
     print(
         f"{len(data):,} training activations ({d_in}-d), {args.tokens:,} tokens per SAE, {args.d_sae} latents, "
@@ -88,7 +89,7 @@ def main() -> None:
         theirs.eval()
         for who, model_sae, seconds in (("interp_utils", ours, ours_s), ("SAELens", theirs, theirs_s)):
             with torch.no_grad():
-                result = sae.evaluate(model_sae, held_out)
+                result = sae.evaluate_sae(model_sae, held_out)
             rows.append((name, who, seconds, args.tokens / seconds, result["l0"], result["explained_variance"]))
         print(
             f"{name}: interp_utils {ours_s:.1f} s, SAELens {theirs_s:.1f} s; ratio {theirs_s / ours_s:.2f}x "

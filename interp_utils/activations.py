@@ -14,9 +14,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from interp_utils import corpus
+from interp_utils import corpus, hooks
+from interp_utils.hooks import hook_layer
 from interp_utils.loading import hub_reachable, is_bundled
-from interp_utils.patching import hook_layer
 
 # A parquet copy of the Pile's first 10k documents. (gpt2-small-res-jb was trained on OpenWebText, but
 # Skylion007/openwebtext is a loading-script data set, which datasets >= 4 no longer runs.)
@@ -38,20 +38,23 @@ def token_batches(
     n_ctx = n_ctx or model.cfg.n_ctx
     if n_ctx > model.cfg.n_ctx:
         raise ValueError(f"n_ctx={n_ctx} is longer than the model's context ({model.cfg.n_ctx}).")
-    if is_bundled(model):
-        yield from corpus.token_batches(model.tokenizer, batch_size, n_ctx, seed)
+    tokenizer = model.tokenizer
+    if is_bundled(model) and tokenizer is not None:
+        yield from corpus.tokenizer_batches(tokenizer, batch_size, n_ctx, seed)
         return
     if not hub_reachable():
         raise ConnectionError(
             f"Text for {model.cfg.model_name} comes from the hub data set {dataset!r}, but the hub is unreachable. "
             "Connect to the internet, or use the bundled model (MODEL='bundled'), whose corpus is generated locally."
         )
+    if tokenizer is None:
+        raise ValueError(f"{model.cfg.model_name} has no tokenizer: text cannot be turned into its tokens.")
     from datasets import load_dataset
 
     stream = load_dataset(dataset, split="train", streaming=True).shuffle(seed=seed, buffer_size=10_000)
-    bos, rows, row = model.tokenizer.bos_token_id, [], []
+    bos, rows, row = tokenizer.bos_token_id, [], []
     for example in stream:
-        row += [bos] + model.tokenizer(example["text"])["input_ids"]
+        row += [bos] + tokenizer(example["text"])["input_ids"]
         while len(row) >= n_ctx:  # documents packed into rows, as in GPT-2's training
             rows.append(row[:n_ctx])
             row = [bos] + row[n_ctx:]
@@ -76,10 +79,12 @@ def collect(
     missing = [n for n in names if n not in model.hook_dict]
     if missing:
         raise ValueError(
-            f"Unknown hook(s) {missing}; names look like 'blocks.2.hook_resid_pre' or 'blocks.1.hook_mlp_out'."
+            f"Unknown hook(s) {missing}; build names with interp_utils.hooks.name, e.g. "
+            f"{hooks.name('resid_pre', 2)!r} or {hooks.name('mlp_out', 1)!r}."
         )
     layers = [hook_layer(n) for n in names]
-    stop = None if None in layers else max(layers) + 1
+    known = [layer for layer in layers if layer is not None]
+    stop = max(known) + 1 if len(known) == len(layers) else None  # stop after the last layer needed
     out: list[list[Tensor]] = [[] for _ in names]
     for chunk in tokens.split(model_batch):
         _, cache = model.run_with_cache(chunk.to(model.cfg.device), names_filter=names, stop_at_layer=stop)

@@ -12,20 +12,22 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformers import PreTrainedTokenizerFast
 
 from interp_utils import corpus
-from interp_utils.ioi import make_ioi_prompts
+from interp_utils.heads import induction_scores
+from interp_utils.ioi import make_ioi_prompts, prompt_logit_diffs
 from interp_utils.loading import BUNDLED_DIR, load_bundled
-from interp_utils.metrics import induction_scores, ioi_logit_diffs
 from interp_utils.runtime import set_seed
 
-ARCH = dict(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=128)
-TRAIN = dict(steps=4500, batch_size=32, lr=2e-3, warmup=200, weight_decay=0.1, seed=0)
+ARCH: dict[str, Any] = dict(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=128)
+TRAIN: dict[str, Any] = dict(steps=4500, batch_size=32, lr=2e-3, warmup=200, weight_decay=0.1, seed=0)
 
 
 def make_config(d_vocab: int, seed: int = 0) -> HookedTransformerConfig:
@@ -61,7 +63,7 @@ def train(out: Path, steps: int, batch_size: int, lr: float, warmup: int, weight
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))
     )
-    batches = corpus.token_batches(tokenizer, batch_size, cfg.n_ctx, seed=seed)
+    batches = corpus.tokenizer_batches(tokenizer, batch_size, cfg.n_ctx, seed=seed)
     start, losses = time.time(), []
     bar = tqdm(range(steps), desc="training bundled model")
     for step in bar:
@@ -105,7 +107,9 @@ def _cfg_extra(cfg: HookedTransformerConfig) -> dict:
 def evaluate(model: HookedTransformer, n_prompts: int = 400, seed: int = 123) -> dict:
     """Held-out loss, induction scores and IOI logit differences of a bundled model."""
     tokenizer = model.tokenizer
-    held = next(corpus.token_batches(tokenizer, 64, model.cfg.n_ctx, seed=10_000 + seed))
+    if not isinstance(tokenizer, PreTrainedTokenizerFast):
+        raise ValueError("evaluate measures a bundled model: load one with load_bundled(), which has its tokenizer.")
+    held = next(corpus.tokenizer_batches(tokenizer, 64, model.cfg.n_ctx, seed=10_000 + seed))
     loss = model(held.to(model.cfg.device), return_type="loss").item()
     scores, chance = induction_scores(model, seq_len=40, batch=32, seed=seed)
     best = divmod(int(scores.argmax()), model.cfg.n_heads)
@@ -122,7 +126,7 @@ def evaluate(model: HookedTransformer, n_prompts: int = 400, seed: int = 123) ->
     for name_split, name_list in names.items():
         for template_split, template_list in templates.items():
             prompts = make_ioi_prompts(n_prompts, name_list, template_list, seed=seed)
-            diffs = ioi_logit_diffs(model, prompts)
+            diffs = prompt_logit_diffs(model, prompts)
             measured[f"ioi_{name_split}_{template_split}"] = (prompts, diffs)
             result[f"ioi_{name_split}_{template_split}"] = {
                 "mean_logit_diff": round(diffs.mean().item(), 3),

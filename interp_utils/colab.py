@@ -4,8 +4,9 @@ Every notebook's first code cell is :func:`bootstrap_cell` and the README's badg
 ``python -m interp_utils.colab`` writes both and ``--check`` (run by the tests) fails when either has drifted.
 To publish the suite somewhere else, change ``REPO_URL`` here and run the command once.
 
-On Colab the cell clones the repository, installs ``requirements.txt`` (its ``torch>=2.4`` keeps Colab's CUDA
-torch, so the notebooks use the GPU) and moves into the clone's ``notebooks/``; anywhere else it does nothing.
+On Colab the cell clones the repository, installs ``requirements.txt`` (what the notebooks need at run time, not
+the test tools of ``requirements-dev.txt``; its ``torch>=2.4`` keeps Colab's CUDA torch, so the notebooks use the
+GPU) and moves into the clone's ``notebooks/``; anywhere else it does nothing.
 """
 
 from __future__ import annotations
@@ -22,27 +23,28 @@ from interp_utils.reproduce import NOTEBOOK_DIR, shipped_notebooks
 # A PLACEHOLDER: the suite has no public address yet. Set the real one here and run `python -m interp_utils.colab`.
 REPO_URL = "https://github.com/interp-notebooks/interp-notebooks"
 BRANCH = "main"
+CLONE = "/content/interp-notebooks"  # where the set-up cell clones the suite on Colab
 ROOT = NOTEBOOK_DIR.parent
 MARK = "# Colab set-up"
 BADGES_START, BADGES_END = "<!-- badges: python -m interp_utils.colab -->", "<!-- /badges -->"
 
 
+# the set-up command, an f-string in the cell: REPO and CLONE are the cell's variables
+SETUP = "[ -d {CLONE} ] || (git clone --depth 1 {REPO} {CLONE} && cd {CLONE} && pip install -q -r requirements.txt)"
+
+
 def bootstrap_cell(repo_url: str = REPO_URL) -> str:
     """The first code cell of every notebook: installs the suite on Colab, a no-op elsewhere."""
     return f'''{MARK} (does nothing elsewhere). Written by `python -m interp_utils.colab`: edit it there, not here.
+# On Colab: clone the suite, install requirements.txt (its run-time pins; Colab's CUDA torch is kept), move in.
+import os
+import subprocess
 import sys
 
+REPO, CLONE = "{repo_url}", "{CLONE}"
 if "google.colab" in sys.modules:
-    import os
-    import subprocess
-
-    REPO, CLONE = "{repo_url}", "/content/interp-notebooks"
-    if not os.path.isdir(CLONE):
-        subprocess.run(["git", "clone", "--depth", "1", REPO, CLONE], check=True)
-        # requirements.txt is the suite's one set of pins; torch>=2.4 keeps Colab's CUDA build
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", "requirements.txt"], cwd=CLONE, check=True)
-    sys.path.insert(0, CLONE)
-    os.chdir(f"{{CLONE}}/notebooks")'''
+    cmd = f"{SETUP}"
+    subprocess.run(cmd, shell=True, check=True), sys.path.insert(0, CLONE), os.chdir(f"{{CLONE}}/notebooks")'''
 
 
 def _github_path(repo_url: str) -> str:

@@ -14,9 +14,9 @@ import re
 import torch
 from jaxtyping import Int
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from interp_utils.ioi import BABA_TEMPLATES, NAMES, OBJECTS, PLACES, make_ioi_prompts
+from interp_utils.ioi import BABA_TEMPLATES, NAMES, OBJECTS, PLACES, Order, make_ioi_prompts
 
 EOT = "<|endoftext|>"
 UNK = "[UNK]"
@@ -82,7 +82,7 @@ def document(rng: random.Random, vocab: list[str]) -> str:
     """One training document, its kind drawn with the probabilities in :data:`MIX`."""
     kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
     if kind == "ioi":  # an IOI story, sometimes after a plain sentence
-        order = rng.choice(("BABA", "ABBA"))
+        order: Order = rng.choice(("BABA", "ABBA"))
         # A third of the stories use nouns in the two roles: the rule "copy the entity that was not
         # repeated" is then not tied to particular names, which is what lets it reach held-out names.
         cast = ROLE_NOUNS if rng.random() < ROLE_NOUN_SHARE else TRAIN_NAMES
@@ -124,8 +124,9 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def token_batches(tokenizer: PreTrainedTokenizerFast, batch_size: int, n_ctx: int, seed: int = 0):
-    """Endless batches of ``[batch_size, n_ctx]`` token ids, each row documents packed after BOS."""
+def tokenizer_batches(tokenizer: PreTrainedTokenizerBase, batch_size: int, n_ctx: int, seed: int = 0):
+    """Endless batches of ``[batch_size, n_ctx]`` token ids from a tokenizer alone (no model yet, as when the bundled
+    model is trained), each row documents packed after BOS. With a model, use ``activations.token_batches``."""
     rng = random.Random(seed)
     vocab = all_words()
     eot = tokenizer.convert_tokens_to_ids(EOT)

@@ -9,7 +9,6 @@ learner's version beside each notebook (``*_exercises.ipynb``), each answer repl
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import nbformat
@@ -26,7 +25,7 @@ def strip_solution(source: str) -> str:
         if stripped == BEGIN:
             if inside:
                 raise ValueError(f"Line {number}: {BEGIN} inside another solution block.")
-            inside, indent = True, re.match(r"\s*", line).group(0)
+            inside, indent = True, line[: len(line) - len(line.lstrip())]
             out.append(f"{indent}# YOUR CODE HERE")
             out.append(f"{indent}{STUB}")
         elif stripped == END:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
+
+from interp_utils import hooks
+from interp_utils.hooks import Hook
 
 HEAD_KINDS = ("previous_token", "duplicate_token", "induction")
 Head = tuple[int, int]  # (layer, head)
@@ -91,8 +95,8 @@ def head_scores(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> d
     def record(pattern: Tensor, hook) -> None:
         per_layer.append(score_patterns(pattern.float().cpu(), masks))
 
-    hooks = [(f"blocks.{layer}.attn.hook_pattern", record) for layer in range(model.cfg.n_layers)]
-    model.run_with_hooks(tokens.to(model.cfg.device), return_type=None, fwd_hooks=hooks)
+    recorders: list[Hook] = [(name, record) for name in hooks.layer_names("pattern", model.cfg.n_layers)]
+    model.run_with_hooks(tokens.to(model.cfg.device), return_type=None, fwd_hooks=recorders)
     return {kind: torch.stack([scores[kind] for scores in per_layer]) for kind in HEAD_KINDS}
 
 
@@ -102,6 +106,31 @@ def chance_scores(tokens: Int[Tensor, "batch pos"]) -> dict[str, float]:
     uniform = torch.tril(torch.ones(n, n)) / torch.arange(1, n + 1)[:, None]
     patterns = uniform.expand(tokens.shape[0], 1, n, n)
     return {kind: score.item() for kind, score in score_patterns(patterns, head_masks(tokens.cpu())).items()}
+
+
+def repeated_random_tokens(
+    model: HookedTransformer, seq_len: int, batch: int, seed: int = 0
+) -> Int[Tensor, "batch pos"]:
+    """``[BOS] + R + R`` for ``batch`` random sequences R of ``seq_len`` ordinary tokens each."""
+    if seq_len < 2 or batch < 1:
+        raise ValueError(f"Need seq_len >= 2 and batch >= 1, got seq_len={seq_len}, batch={batch}.")
+    if 2 * seq_len + 1 > model.cfg.n_ctx:
+        raise ValueError(f"2 * seq_len + 1 = {2 * seq_len + 1} exceeds the model's context of {model.cfg.n_ctx}.")
+    # without a tokenizer (a model built from a config), token 0 plays BOS, as in repeated_segment_batch
+    special = set(model.tokenizer.all_special_ids) if model.tokenizer is not None else {0}
+    allowed = torch.tensor([t for t in range(model.cfg.d_vocab) if t not in special])
+    gen = torch.Generator().manual_seed(seed)
+    rand = allowed[torch.randint(len(allowed), (batch, seq_len), generator=gen)]
+    bos = torch.full((batch, 1), model.tokenizer.bos_token_id if model.tokenizer is not None else 0)
+    return torch.cat([bos, rand, rand], dim=1).to(model.cfg.device)
+
+
+def induction_scores(
+    model: HookedTransformer, seq_len: int = 40, batch: int = 16, seed: int = 0
+) -> tuple[Float[Tensor, "layer head"], float]:
+    """Each head's induction score on repeated random tokens, and the chance level (uniform causal attention)."""
+    tokens = repeated_random_tokens(model, seq_len, batch, seed)
+    return head_scores(model, tokens)["induction"], chance_scores(tokens)["induction"]
 
 
 def top_heads(scores: Float[Tensor, "layer head"], k: int) -> list[Head]:
@@ -123,7 +152,9 @@ def _qr_r(x: Float[Tensor, "... d r"]) -> Float[Tensor, "... r r"]:
     return torch.linalg.qr(x).R
 
 
-def composition_scores(model: HookedTransformer, mode: str) -> Float[Tensor, "layer1 head1 layer2 head2"]:
+def composition_scores(
+    model: HookedTransformer, mode: Literal["Q", "K", "V"]
+) -> Float[Tensor, "layer1 head1 layer2 head2"]:
     """Q-, K- or V-composition of every earlier head's OV circuit into every later head (Elhage et al. 2021).
 
     score = ||W_OV^1 M^2||_F / (||W_OV^1||_F ||M^2||_F) with M = W_QK (Q), W_QK^T (K) or W_OV (V), in
@@ -201,17 +232,14 @@ def ov_top1_copying(
 def mean_head_outputs(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "layer head d_head"]:
     """Each head's mean ``z`` (the attention-weighted values) over a batch and its positions."""
     means: list[Tensor] = []
-    hooks = [
-        (f"blocks.{layer}.attn.hook_z", lambda z, hook: means.append(z.mean((0, 1))))
-        for layer in range(model.cfg.n_layers)
+    keep: list[Hook] = [
+        (name, lambda z, hook: means.append(z.mean((0, 1)))) for name in hooks.layer_names("z", model.cfg.n_layers)
     ]
-    model.run_with_hooks(tokens.to(model.cfg.device), return_type=None, fwd_hooks=hooks)
+    model.run_with_hooks(tokens.to(model.cfg.device), return_type=None, fwd_hooks=keep)
     return torch.stack(means)
 
 
-def head_ablation_hooks(
-    heads: Iterable[Head], means: Float[Tensor, "layer head d_head"] | None = None
-) -> list[tuple[str, Callable]]:
+def head_ablation_hooks(heads: Iterable[Head], means: Float[Tensor, "layer head d_head"] | None = None) -> list[Hook]:
     """Forward hooks for ``run_with_hooks`` that replace each head's ``z`` with zero, or with ``means``."""
     by_layer: dict[int, list[int]] = {}
     for layer, head in heads:
@@ -221,7 +249,7 @@ def head_ablation_hooks(
     )
 
 
-def z_replacement_hooks(replacements: dict[int, tuple[list[int], Tensor | float]]) -> list[tuple[str, Callable]]:
+def z_replacement_hooks(replacements: dict[int, tuple[list[int], Tensor | float]]) -> list[Hook]:
     """Hooks setting ``z[:, :, heads]`` of each layer to a value: a number, or a tensor that broadcasts
     against ``[batch, pos, len(heads), d_head]`` (one vector per head, or per prompt and position)."""
 
@@ -232,67 +260,4 @@ def z_replacement_hooks(replacements: dict[int, tuple[list[int], Tensor | float]
 
         return hook
 
-    return [(f"blocks.{layer}.attn.hook_z", make(hs, value)) for layer, (hs, value) in sorted(replacements.items())]
-
-
-# ---------------------------------------------------------------- exercise checks
-
-
-def check_induction_mask(fn: Callable[[Tensor], Tensor]) -> None:
-    """An induction mask on a hand-worked sequence (A B C A B), then on random repeats."""
-    tokens = torch.tensor([[7, 1, 2, 3, 1, 2]])  # BOS=7, then A B C A B
-    expected = torch.zeros(1, 6, 6, dtype=torch.bool)
-    expected[0, 4, 2] = True  # the second A attends to the B after the first A
-    expected[0, 5, 3] = True  # the second B attends to the C after the first B
-    got = fn(tokens)
-    if got.shape != expected.shape:
-        raise AssertionError(
-            f"Expected a [batch, dest, src] mask of shape {tuple(expected.shape)}, got {tuple(got.shape)}."
-        )
-    if not torch.equal(got.bool(), expected):
-        wrong = (got.bool() != expected).nonzero().tolist()
-        raise AssertionError(f"For tokens {tokens.tolist()} the mask is wrong at [batch, dest, src] = {wrong}.")
-    tokens, _ = repeated_segment_batch(8, 40, 20, 4, 12, torch.Generator().manual_seed(1))
-    if not torch.equal(fn(tokens).bool(), head_masks(tokens)["induction"]):
-        raise AssertionError("Correct on A B C A B but not on random sequences with repeated tokens: check src < dest.")
-    print("induction mask: correct.")
-
-
-def check_composition_score(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
-    """The composition score of two full matrices: identity, orthogonal subspaces and a random case."""
-    eye, g = torch.eye(4), torch.Generator().manual_seed(0)
-    half = torch.diag(torch.tensor([1.0, 1.0, 0.0, 0.0]))
-    other = torch.diag(torch.tensor([0.0, 0.0, 1.0, 1.0]))
-    a, b = torch.randn(6, 6, generator=g), torch.randn(6, 6, generator=g)
-    cases = [
-        ("identity with itself", eye, eye, 0.5),
-        ("orthogonal subspaces", half, other, 0.0),
-        ("random matrices", a, b, ((a @ b).norm() / a.norm() / b.norm()).item()),
-    ]
-    for name, left, right, expected in cases:
-        got = float(fn(left, right))
-        if abs(got - expected) > 1e-4:
-            raise AssertionError(f"For {name} expected {expected:.4f}, got {got:.4f}.")
-    print("composition score: correct.")
-
-
-def check_zero_ablation_hook(fn: Callable[..., Tensor]) -> None:
-    """``fn(z, hook, head)`` must zero one head's ``z`` and leave the others alone."""
-    from functools import partial
-
-    from transformer_lens import HookedTransformerConfig
-
-    cfg = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_heads=4, d_head=8, n_ctx=16, d_vocab=30, attn_only=True, seed=0
-    )
-    model = HookedTransformer(cfg)
-    tokens = torch.randint(0, 30, (3, 16), generator=torch.Generator().manual_seed(0))
-    for layer, head in [(0, 1), (1, 3)]:
-        got = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", partial(fn, head=head))])
-        want = model.run_with_hooks(tokens, fwd_hooks=head_ablation_hooks([(layer, head)]))
-        if got is None or not torch.allclose(got, want, atol=1e-5):
-            raise AssertionError(
-                f"Ablating head {layer}.{head} gave different logits from zeroing z[:, :, {head}]: "
-                "check which axis is the head axis ([batch, pos, head, d_head]) and that the hook returns z."
-            )
-    print("zero-ablation hook: correct.")
+    return [(hooks.name("z", layer), make(hs, value)) for layer, (hs, value) in sorted(replacements.items())]

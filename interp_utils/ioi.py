@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from interp_utils import hooks
+from interp_utils.heads import Head, top_heads
 
 # The paper's BABA templates (github.com/redwoodresearch/Easy-Transformer, ioi_dataset.py).
 BABA_TEMPLATES: list[str] = [
@@ -49,6 +54,9 @@ Stephen Steven Sullivan Taylor Thomas Tyler Victoria Warren William
 """.split()
 
 
+Order = Literal["BABA", "ABBA", "ABC"]
+
+
 @dataclass(frozen=True)
 class IOIPrompt:
     """One prompt: ``text`` ends just before the answer; ``io`` and ``s`` are the two names."""
@@ -57,7 +65,7 @@ class IOIPrompt:
     io: str
     s: str
     template: int
-    order: str  # "BABA", "ABBA" or "ABC"
+    order: Order
     place: str
     obj: str
 
@@ -75,7 +83,7 @@ def abba_template(template: str) -> str:
     return template[:first_b] + "[A]" + template[first_b + 3 : first_a] + "[B]" + template[first_a + 3 :]
 
 
-def _render(t: int, order: str, a: str, b: str, c: str, place: str, obj: str) -> IOIPrompt:
+def _render(t: int, order: Order, a: str, b: str, c: str, place: str, obj: str) -> IOIPrompt:
     """Fill template ``t``; for order "ABC" the subject's second mention is the third name ``c``."""
     template = BABA_TEMPLATES[t] if order == "BABA" else abba_template(BABA_TEMPLATES[t])
     head, tail = template.rsplit("[B]", 1)
@@ -91,7 +99,7 @@ def make_ioi_prompts(
     n: int,
     names: list[str] | None = None,
     templates: list[int] | None = None,
-    orders: tuple[str, ...] = ("BABA", "ABBA"),
+    orders: tuple[Order, ...] = ("BABA", "ABBA"),
     seed: int = 0,
 ) -> list[IOIPrompt]:
     """``n`` prompts with distinct names drawn from ``names``, cycling through ``orders``.
@@ -121,13 +129,17 @@ def corrupt_abc(prompts: list[IOIPrompt], names: list[str] | None = None, seed: 
     """The ABC twin of each prompt: same template, place and object, three fresh distinct names."""
     names = NAMES if names is None else names
     rng = random.Random(seed)
-    return [_render(p.template, "ABC", *rng.sample(names, 3), p.place, p.obj) for p in prompts]
+    out = []
+    for p in prompts:
+        a, b, c = rng.sample(names, 3)
+        out.append(_render(p.template, "ABC", a, b, c, p.place, p.obj))
+    return out
 
 
 POSITIONS = ("IO", "S1", "S1+1", "S2", "end")  # the token positions the paper's analysis refers to
 
 
-def single_token_names(model, names: list[str] | None = None) -> list[str]:
+def single_token_names(model: HookedTransformer, names: list[str] | None = None) -> list[str]:
     """The names that ``model``'s tokenizer writes as one token after a space (as they appear in prompts)."""
     names = NAMES if names is None else names
     unknown = getattr(model.tokenizer, "unk_token_id", None)
@@ -137,6 +149,28 @@ def single_token_names(model, names: list[str] | None = None) -> list[str]:
         if len(ids) == 1 and ids[0] != unknown:
             out.append(name)
     return out
+
+
+def default_names(model: HookedTransformer) -> list[str]:
+    """The names a notebook uses for ``model``: for the bundled model, single-token names it never saw in an IOI
+    story (``corpus.HELD_OUT_NAMES``); for any other model, the single-token names of :data:`NAMES`."""
+    from interp_utils import corpus  # corpus builds its stories from this module
+    from interp_utils.loading import is_bundled
+
+    return single_token_names(model, corpus.HELD_OUT_NAMES if is_bundled(model) else NAMES)
+
+
+def default_templates(model: HookedTransformer) -> list[int]:
+    """The templates a notebook uses for ``model``: the bundled model's training templates, or all of the paper's."""
+    from interp_utils import corpus
+    from interp_utils.loading import is_bundled
+
+    return list(corpus.TRAIN_TEMPLATES) if is_bundled(model) else list(range(len(BABA_TEMPLATES)))
+
+
+def default_prompts(model: HookedTransformer, n: int, seed: int = 0) -> list[IOIPrompt]:
+    """``n`` BABA / ABBA prompts from :func:`default_names` and :func:`default_templates`."""
+    return make_ioi_prompts(n, default_names(model), default_templates(model), seed=seed)
 
 
 @dataclass
@@ -154,7 +188,9 @@ class IOIBatch:
         return len(self.prompts)
 
 
-def ioi_batch(model, prompts: list[IOIPrompt], corrupted: list[IOIPrompt] | None = None, seed: int = 1) -> IOIBatch:
+def ioi_batch(
+    model: HookedTransformer, prompts: list[IOIPrompt], corrupted: list[IOIPrompt] | None = None, seed: int = 1
+) -> IOIBatch:
     """Tokenise ``prompts`` and their ABC twins (made with :func:`corrupt_abc` unless given).
 
     Every name must be a single token for ``model`` (use :func:`single_token_names` to choose names),
@@ -206,6 +242,66 @@ def ioi_batch(model, prompts: list[IOIPrompt], corrupted: list[IOIPrompt] | None
     )
 
 
+# --- the behaviour: the IO - S logit difference ---
+
+
+def _io_minus_s(final: Float[Tensor, "batch vocab"], io: Tensor, s: Tensor) -> Float[Tensor, " batch"]:
+    """The IO logit minus the S logit of each row."""
+    io, s = io.to(final.device), s.to(final.device)
+    return final.gather(1, io[:, None])[:, 0] - final.gather(1, s[:, None])[:, 0]
+
+
+def logit_diff(logits: Float[Tensor, "batch pos vocab"], batch: IOIBatch) -> Float[Tensor, " batch"]:
+    """IO logit minus S logit at each prompt's last token, for a tokenised IOI batch."""
+    rows = torch.arange(len(batch), device=logits.device)
+    return _io_minus_s(logits[rows, batch.positions["end"].to(logits.device)], batch.io, batch.s)
+
+
+@torch.inference_mode()
+def prompt_logit_diffs(model: HookedTransformer, prompts: list[IOIPrompt]) -> Float[Tensor, " prompt"]:
+    """:func:`logit_diff` straight from prompts (any lengths, no corrupted twins needed), one value per prompt."""
+    if not prompts:
+        raise ValueError("No prompts given.")
+    tokens = model.to_tokens([p.text for p in prompts], padding_side="right")
+    lengths = torch.tensor([model.to_tokens(p.text).shape[1] for p in prompts], device=tokens.device)
+    io = torch.tensor([model.to_single_token(" " + p.io) for p in prompts], device=tokens.device)
+    s = torch.tensor([model.to_single_token(" " + p.s) for p in prompts], device=tokens.device)
+    return _io_minus_s(model(tokens)[torch.arange(len(prompts)), lengths - 1], io, s).cpu()
+
+
+def normalised_logit_diff(
+    logits: Float[Tensor, "batch pos vocab"], batch: IOIBatch, clean: float, corrupt: float
+) -> Float[Tensor, " batch"]:
+    """The paper's normalised scale: 1 at the clean mean logit difference ``clean``, 0 at the corrupted ``corrupt``."""
+    if clean == corrupt:
+        raise ValueError(f"clean and corrupt logit differences are equal ({clean}): nothing to normalise by.")
+    return (logit_diff(logits, batch) - corrupt) / (clean - corrupt)
+
+
+# --- the circuit's first class: name movers ---
+
+PATH_THRESHOLD = 0.05  # a path matters when patching it moves the normalised logit difference by more than this
+
+
+def name_movers(
+    to_logits: Float[Tensor, "layer head"],
+    end_to_io: Float[Tensor, "layer head"],
+    end_to_s2: Float[Tensor, "layer head"],
+    threshold: float = PATH_THRESHOLD,
+) -> tuple[list[Head], list[Head]]:
+    """Heads whose direct path carries the answer (path patching to the logits below ``-threshold``, strongest
+    first), and among them the **name movers**: those attending from END to IO more than to S2. When none of the
+    carriers prefers IO, the three strongest carriers stand in, so that later steps have receivers.
+    Returns (carriers, name movers)."""
+    if not to_logits.shape == end_to_io.shape == end_to_s2.shape:
+        raise ValueError(
+            f"Shapes differ: {tuple(to_logits.shape)}, {tuple(end_to_io.shape)}, {tuple(end_to_s2.shape)}."
+        )
+    carriers = [h for h in top_heads(-to_logits, to_logits.numel()) if to_logits[h] < -threshold]
+    movers = [h for h in carriers if end_to_io[h] > end_to_s2[h]]
+    return carriers, movers or carriers[:3]
+
+
 def mean_attention(cache, batch: IOIBatch, dest: str, src: str) -> Float[Tensor, "layer head"]:
     """Every head's attention from each prompt's ``dest`` position to its ``src`` position (names from
     :data:`POSITIONS`), averaged over the batch; ``cache`` is a run of ``batch.tokens`` with the patterns."""
@@ -214,7 +310,7 @@ def mean_attention(cache, batch: IOIBatch, dest: str, src: str) -> Float[Tensor,
     rows, n_layers = torch.arange(len(batch)), cache.model.cfg.n_layers
     return torch.stack(
         [
-            cache["pattern", layer][rows, :, batch.positions[dest], batch.positions[src]].mean(0)
+            cache[hooks.name("pattern", layer)][rows, :, batch.positions[dest], batch.positions[src]].mean(0)
             for layer in range(n_layers)
         ]
     ).cpu()

@@ -64,7 +64,7 @@ def load_bundled(
     model.load_state_dict(load_file(path / "model.safetensors"), strict=True)
     if process_weights:
         model.process_weights_(fold_ln=True, center_writing_weights=True, center_unembed=True)
-    model.to(cfg.device)
+    model.to(model.W_E.device if cfg.device is None else cfg.device)
     model.eval()
     return model
 
@@ -124,3 +124,9 @@ def _in_hf_cache(official_name: str) -> bool:
 def is_bundled(model: HookedTransformer) -> bool:
     """Whether ``model`` is the bundled model rather than a downloaded one."""
     return model.cfg.model_name.startswith("interp-")
+
+
+def model_label(model: HookedTransformer, asked: str) -> str:
+    """The model's name for a report, saying when it stands in for a model ``asked`` for that could not be loaded."""
+    fell_back = is_bundled(model) and asked != BUNDLED_NAME
+    return model.cfg.model_name + (f" ({asked} could not be loaded)" if fell_back else "")

@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from interp_utils import hooks
 from interp_utils.heads import z_replacement_hooks
+from interp_utils.hooks import Hook, hook_layer
 
 Metric = Callable[[Float[Tensor, "batch pos vocab"]], Float[Tensor, " batch"]]  # one value per prompt
 MAX_LOGITS = 5e7  # default cap on the logits one pass may hold (copies x batch x pos x vocab numbers)
@@ -27,20 +30,20 @@ Head = tuple[int, int]
 class Patch:
     """One activation to overwrite: a hook point, optionally one named position and one head."""
 
-    hook: str  # e.g. "blocks.3.hook_resid_pre" or "blocks.5.attn.hook_z"
+    hook: str  # a hook name, e.g. hooks.name("resid_pre", 3) or hooks.name("z", 5)
     pos: str | None = None  # a key of the positions dict (e.g. "S2"); None patches every position
     head: int | None = None  # for per-head hooks ([batch, pos, head, d_head]); None patches all heads
 
 
 def resid_patches(model: HookedTransformer, positions: Sequence[str]) -> list[Patch]:
     """The residual stream before each layer at each named position, layer-major."""
-    return [Patch(f"blocks.{layer}.hook_resid_pre", pos) for layer in range(model.cfg.n_layers) for pos in positions]
+    return [Patch(hooks.name("resid_pre", layer), pos) for layer in range(model.cfg.n_layers) for pos in positions]
 
 
 def head_patches(model: HookedTransformer, pos: str | None = None) -> list[Patch]:
     """Every head's output ``z``, layer-major (at one named position, or all positions)."""
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    return [Patch(f"blocks.{layer}.attn.hook_z", pos, head) for layer in range(n_layers) for head in range(n_heads)]
+    return [Patch(hooks.name("z", layer), pos, head) for layer in range(n_layers) for head in range(n_heads)]
 
 
 def _copies_per_pass(model: HookedTransformer, tokens: Tensor, max_elements: float) -> int:
@@ -63,12 +66,6 @@ def _write(view: Tensor, src: Tensor, patch: Patch, positions: dict[str, Tensor]
         view[rows, cols] = src[rows, cols]
     else:
         view[rows, cols, patch.head] = src[rows, cols, patch.head]
-
-
-def hook_layer(hook: str) -> int | None:
-    """The block a hook point belongs to ("blocks.5.attn.hook_z" -> 5); None for embedding hooks."""
-    parts = hook.split(".")
-    return int(parts[1]) if parts[0] == "blocks" else None
 
 
 @torch.inference_mode()
@@ -94,7 +91,7 @@ def patch_sweep(
         raise KeyError(f"source has no activations for {missing[:5]}; cache them (run_with_cache) first.")
     batch = tokens.shape[0]
     per_pass = _copies_per_pass(model, tokens, max_elements)
-    _, base = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_resid_pre"))
+    _, base = model.run_with_cache(tokens, names_filter=hooks.layer_names("resid_pre", model.cfg.n_layers))
     by_layer: dict[int | None, list[int]] = defaultdict(list)
     for i, patch in enumerate(patches):
         by_layer[hook_layer(patch.hook)].append(i)
@@ -119,12 +116,12 @@ def patch_sweep(
 
             return hook
 
-        hooks = [(name, make_hook(items)) for name, items in by_hook.items()]
+        patchers: list[Hook] = [(name, make_hook(items)) for name, items in by_hook.items()]
         if layer is None:
-            logits = model.run_with_hooks(tokens.repeat(len(chunk), 1), fwd_hooks=hooks)
+            logits = model.run_with_hooks(tokens.repeat(len(chunk), 1), fwd_hooks=patchers)
         else:
-            resid = base[f"blocks.{layer}.hook_resid_pre"].repeat(len(chunk), 1, 1)
-            logits = model.run_with_hooks(resid, start_at_layer=layer, fwd_hooks=hooks)
+            resid = base[hooks.name("resid_pre", layer)].repeat(len(chunk), 1, 1)
+            logits = model.run_with_hooks(resid, start_at_layer=layer, fwd_hooks=patchers)
         out[idx] = torch.stack([metric(part).mean() for part in logits.split(batch)]).float().cpu()
     return out
 
@@ -141,7 +138,7 @@ def path_patch_heads(
     senders: Sequence[Head],
     metric: Metric,
     receivers: Sequence[Head] | None = None,
-    receiver_input: str = "q",
+    receiver_input: Literal["q", "k", "v"] = "q",
     max_elements: float = MAX_LOGITS,
 ) -> Float[Tensor, " sender"]:
     """Path patching (Wang et al. 2022): each sender head's corrupted output, along direct paths only.
@@ -173,7 +170,7 @@ def _path_patch_chunk(model, tokens, clean_cache, corrupt_cache, chunk, metric, 
                 view[copy, :, :, s_head] = corrupt_cache[hook.name][:, :, s_head].to(z.device, z.dtype)
         return z
 
-    frozen = [(f"blocks.{layer}.attn.hook_z", freeze) for layer in range(model.cfg.n_layers)]
+    frozen = [(name, freeze) for name in hooks.layer_names("z", model.cfg.n_layers)]
     big = tokens.repeat(n, 1)
     if receivers is None:
         return [metric(part).mean() for part in model.run_with_hooks(big, fwd_hooks=frozen).split(batch)]
@@ -183,7 +180,7 @@ def _path_patch_chunk(model, tokens, clean_cache, corrupt_cache, chunk, metric, 
     def save(act: Tensor, hook) -> None:
         saved[hook.name] = act.clone()
 
-    names = [f"blocks.{layer}.attn.hook_{receiver_input}" for layer in layers]
+    names = [hooks.name(receiver_input, layer) for layer in layers]
     model.run_with_hooks(
         big, return_type=None, fwd_hooks=frozen + [(name, save) for name in names], stop_at_layer=layers[-1] + 1
     )
@@ -217,18 +214,17 @@ def attribution_patch_heads(
         z_acts[hook.name] = z
         return z
 
-    hooks = [(f"blocks.{layer}.attn.hook_z", keep) for layer in range(model.cfg.n_layers)]
+    names = hooks.layer_names("z", model.cfg.n_layers)
     with torch.enable_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(name, keep) for name in names])
         metric(logits).mean().backward()
-    estimate = torch.stack(
-        [
-            ((source_cache[name].to(z.device) - z.detach()) * z.grad).sum((0, 1, 3))  # grad is of the batch mean
-            for name, z in sorted(z_acts.items(), key=lambda kv: int(kv[0].split(".")[1]))
-        ]
-    )
+    estimate = []
+    for n in names:  # the gradient is of the batch mean
+        z, grad = z_acts[n], z_acts[n].grad
+        assert grad is not None, "the metric does not depend on the heads' outputs"
+        estimate.append(((source_cache[n].to(z.device) - z.detach()) * grad).sum((0, 1, 3)))
     model.zero_grad(set_to_none=True)
-    return estimate.detach().cpu()
+    return torch.stack(estimate).detach().cpu()
 
 
 # ---------------------------------------------------------------- circuits
@@ -240,17 +236,17 @@ def mean_ablation_hooks(
     reference_cache: dict[str, Tensor],
     groups: Int[Tensor, " batch"],
     keep: Sequence[Head],
-) -> list[tuple[str, Callable]]:
+) -> list[Hook]:
     """Hooks that replace the ``z`` of every head not in ``keep`` with its mean over the reference prompts of
     the same group (prompts sharing a template and length), position by position, as Wang et al. do."""
     keep_set = {(int(layer), int(head)) for layer, head in keep}
     groups = groups.cpu()
-    replacements = {}
+    replacements: dict[int, tuple[list[int], Tensor | float]] = {}
     for layer in range(model.cfg.n_layers):
         ablate = [h for h in range(model.cfg.n_heads) if (layer, h) not in keep_set]
         if not ablate:
             continue
-        ref = reference_cache[f"blocks.{layer}.attn.hook_z"]
+        ref = reference_cache[hooks.name("z", layer)]
         means = torch.empty_like(ref)
         for g in groups.unique():
             rows = (groups == g).nonzero().flatten().to(ref.device)

@@ -48,8 +48,8 @@ def line(
     series = ys if isinstance(ys, dict) else {"": ys}
     fig = go.Figure()
     for name, values in series.items():
-        values = to_numpy(values)
-        fig.add_trace(go.Scatter(x=to_numpy(x) if x is not None else None, y=values, mode="lines", name=name))
+        y = to_numpy(values)
+        fig.add_trace(go.Scatter(x=to_numpy(x) if x is not None else None, y=y, mode="lines", name=name))
     fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, showlegend=len(series) > 1)
     fig.update_xaxes(type="log" if log_x else "linear")
     fig.update_yaxes(type="log" if log_y else "linear")
@@ -73,3 +73,8 @@ def facets(values: dict[str, object], title: str = "", **kwargs) -> go.Figure:
     for annotation, name in zip(fig.layout.annotations, values, strict=True):
         annotation.text = name
     return fig
+
+
+def layer_position(values, positions: Sequence[str], title: str = "", color: str = "normalised") -> go.Figure:
+    """A layer × position heatmap, such as a residual-stream patching sweep, with the positions named along x."""
+    return imshow(values, x=list(positions), title=title, labels={"x": "position", "y": "layer", "color": color})

@@ -1,13 +1,38 @@
-"""The reproduction table that closes every notebook: the paper's finding beside this run's measurement."""
+"""What a notebook reports: markdown tables, the suite's own source, and the reproduction table that closes it."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from interp_utils.runtime import strict_mode
+from interp_utils.runtime import fast_mode, strict_mode
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A markdown table: one header row, then one row per item (cells turned into text with ``str``)."""
+    rows = [list(row) for row in rows]
+    wrong = [row for row in rows if len(row) != len(header)]
+    if wrong:
+        raise ValueError(f"Every row needs {len(header)} cells (one per header), got {len(wrong[0])}: {wrong[0]}.")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows])
+
+
+def show_markdown(text: str) -> None:
+    """Render markdown in the notebook's output."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
+
+
+def show_source(*functions: Callable | type) -> None:
+    """Display the code of ``interp_utils`` functions or classes: the lesson reads the code the suite runs."""
+    show_markdown("\n".join(f"```python\n{inspect.getsource(f)}```" for f in functions))
 
 
 class ReproductionMismatch(AssertionError):
@@ -24,32 +49,30 @@ class Row:
 
 @dataclass
 class ReproductionTable:
-    """Rows added as a notebook measures; ``show()`` renders them and saves them if asked to."""
+    """Rows added as a notebook measures; ``show()`` renders them and saves them if asked to.
+
+    Create it at the top of a notebook: it times the run from then, and reads the mode (fast or full) itself.
+    """
 
     notebook: str
     model: str = "n/a"
     rows: list[Row] = field(default_factory=list)
+    started: float = field(default_factory=time.time, repr=False)
 
     def add(self, finding: str, paper: str, measured: str, agrees: bool | None = None) -> None:
         self.rows.append(Row(finding, paper, measured, None if agrees is None else bool(agrees)))
 
     def markdown(self) -> str:
         mark = {True: "yes", False: "**no**", None: "see text"}
-        lines = ["| finding | paper | measured (this run) | agrees |", "|---|---|---|---|"]
-        lines += [f"| {r.finding} | {r.paper} | {r.measured} | {mark[r.agrees]} |" for r in self.rows]
-        return "\n".join(lines)
+        header = ["finding", "paper", "measured (this run)", "agrees"]
+        return markdown_table(header, [(r.finding, r.paper, r.measured, mark[r.agrees]) for r in self.rows])
 
-    def show(self, mode: str = "", seconds: float | None = None) -> None:
-        """Display the table; with ``INTERP_REPORT_DIR`` set, also write it there as JSON.
-
-        In strict mode (``INTERP_STRICT=1``, as under pytest) a row that disagrees raises afterwards.
-        """
-        from IPython.display import Markdown, display
-
-        footer = f"\n\nModel: {self.model}. Mode: {mode or 'n/a'}." + (
-            f" Notebook run time so far: {seconds:.0f} s." if seconds is not None else ""
-        )
-        display(Markdown(self.markdown() + footer))
+    def show(self) -> None:
+        """Display the table with the model, mode and run time; with ``INTERP_REPORT_DIR`` set, also write it there
+        as JSON. In strict mode (``INTERP_STRICT=1``, as under pytest) a row that disagrees raises afterwards."""
+        mode, seconds = "fast" if fast_mode() else "full", time.time() - self.started
+        footer = f"\n\nModel: {self.model}. Mode: {mode}. Notebook run time so far: {seconds:.0f} s."
+        show_markdown(self.markdown() + footer)
         out_dir = os.environ.get("INTERP_REPORT_DIR")
         if out_dir:
             Path(out_dir).mkdir(parents=True, exist_ok=True)

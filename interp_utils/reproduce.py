@@ -26,7 +26,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from tqdm.auto import tqdm
 
-from interp_utils.report import ReproductionTable, Row
+from interp_utils.report import ReproductionTable, Row, markdown_table
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -107,15 +107,14 @@ def report_markdown(results: list[Result], mode: str, model: str) -> str:
         f"Mode: **{mode}**. Model asked for: **{model}**. Written {time.strftime('%Y-%m-%d %H:%M')}; "
         f"{len(results)} notebook(s), {total / 60:.1f} minutes in all.",
         "",
-        "| notebook | model | time | findings that agree | status |",
-        "|---|---|---|---|---|",
     ]
+    summary = []
     for r in results:
         judged = [row for row in (r.table or {}).get("rows", []) if row["agrees"] is not None]
         agree = f"{sum(row['agrees'] for row in judged)} of {len(judged)} judged" if r.table else "—"
         status = "**failed**" if r.error else ("no table" if r.table is None else "ran")
-        model_used = (r.table or {}).get("model", "—")
-        lines.append(f"| {r.notebook} | {model_used} | {r.seconds:.0f} s | {agree} | {status} |")
+        summary.append((r.notebook, (r.table or {}).get("model", "—"), f"{r.seconds:.0f} s", agree, status))
+    lines.append(markdown_table(["notebook", "model", "time", "findings that agree", "status"], summary))
     for r in results:
         lines += ["", f"## {r.notebook}", ""]
         if r.error:

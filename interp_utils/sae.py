@@ -10,8 +10,9 @@ layer and model; everything outside (``encode``, ``decode``, metrics) is in the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from interp_utils.patching import hook_layer
+from interp_utils.hooks import hook_layer, mean_loss, splice_hooks, zero_past_bos
 
 DENSE = 0.1  # a latent firing on more than 10% of tokens is "dense"
 
@@ -30,14 +31,14 @@ class SAEConfig:
 
     d_in: int
     d_sae: int
-    architecture: str = "topk"  # "topk" or "relu"
+    architecture: Literal["topk", "relu"] = "topk"
     k: int = 32  # topk: latents kept per token
     l1_coeff: float = 5.0  # relu: weight of sum_i f_i ||W_dec,i||
     d_out: int | None = None
-    aux_k: int | None = None  # topk: dead latents the AuxK loss may use (default d_in // 2, as Gao et al.)
+    aux_k: int = 0  # topk: dead latents the AuxK loss may use (0: d_in // 2, as Gao et al.)
     aux_coeff: float = 1 / 32
     dead_tokens: int = 200_000  # a latent that has not fired for this many training tokens is dead
-    normalize_decoder: bool = True  # keep decoder rows at unit norm
+    normalise_decoder: bool = True  # keep decoder rows at unit norm
 
     def __post_init__(self) -> None:
         if self.architecture not in ("topk", "relu"):
@@ -49,6 +50,9 @@ class SAEConfig:
 
 class SAE(nn.Module):
     """f = act(W_enc (x - b_dec) + b_enc), x_hat = W_dec f + b_dec (a transcoder skips the ``- b_dec``)."""
+
+    in_scale: Tensor  # buffers: the input and output scales (see init_from_data)
+    out_scale: Tensor
 
     def __init__(self, cfg: SAEConfig, device: str | torch.device = "cpu"):
         super().__init__()
@@ -139,8 +143,8 @@ class SAE(nn.Module):
         self.b_dec.copy_(geometric_median(y / self.out_scale))
 
     @torch.no_grad()
-    def normalize_decoder_(self) -> None:
-        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    def normalise_decoder_(self) -> None:
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
 
     @torch.no_grad()
     def remove_parallel_grads_(self) -> None:
@@ -245,12 +249,12 @@ def train_sae(
         out = sae.losses(x, y, dead=dead, l1_scale=min(1.0, step / max(1.0, l1_warmup * steps)))
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
-        if sae.cfg.normalize_decoder:
+        if sae.cfg.normalise_decoder:
             sae.remove_parallel_grads_()
         opt.step()
         sched.step()
-        if sae.cfg.normalize_decoder:
-            sae.normalize_decoder_()
+        if sae.cfg.normalise_decoder:
+            sae.normalise_decoder_()
         with torch.no_grad():
             fired = (out["acts"] > 0).any(0)
             since_fired = torch.where(fired, 0.0, since_fired + len(x))
@@ -299,7 +303,7 @@ def resample_dead_(sae: SAE, dead: Tensor, x: Tensor, y: Tensor | None, err: Ten
 
 
 @torch.no_grad()
-def evaluate(sae, data: Tensor, batch_size: int = 4096) -> dict:
+def evaluate_sae(sae, data: Tensor, batch_size: int = 4096) -> dict:
     """L0, explained variance (1 - error / variance around the mean), normalised MSE (error / ||x||^2),
     shrinkage, latent firing frequencies and dead / dense fractions, over ``data`` ([n, d] or [n, 2, d] pairs).
 
@@ -309,7 +313,7 @@ def evaluate(sae, data: Tensor, batch_size: int = 4096) -> dict:
     """
     if data.ndim not in (2, 3) or (data.ndim == 3 and data.shape[1] != 2):
         raise ValueError(
-            f"evaluate takes [n, d] activations or [n, 2, d] (input, target) pairs, got {tuple(data.shape)}."
+            f"evaluate_sae takes [n, d] activations or [n, 2, d] (input, target) pairs, got {tuple(data.shape)}."
         )
     transcoder = data.ndim == 3
     device = sae.W_dec.device
@@ -342,49 +346,6 @@ def evaluate(sae, data: Tensor, batch_size: int = 4096) -> dict:
         "dense_fraction": (freq > DENSE).float().mean().item(),
         "tokens": n,
     }
-
-
-def mean_loss(model: HookedTransformer, tokens: Tensor, hooks: list, model_batch: int = 16) -> float:
-    """Mean next-token loss over ``tokens``, in chunks, run with the forward ``hooks``."""
-    total = 0.0
-    for chunk in tokens.split(model_batch):
-        chunk = chunk.to(model.cfg.device)
-        total += model.run_with_hooks(chunk, return_type="loss", fwd_hooks=hooks).item() * len(chunk)
-    return total / len(tokens)
-
-
-def zero_past_bos(act: Tensor, hook=None) -> Tensor:
-    """A forward hook that zero-ablates an activation everywhere but position 0 (BOS)."""
-    act = act.clone()
-    act[:, 1:] = 0.0
-    return act
-
-
-def store_hook(into: dict[str, Tensor]) -> Callable:
-    """A forward hook that keeps its activation in ``into`` under the hook's name (and leaves it unchanged)."""
-
-    def hook(act, hook):
-        into[hook.name] = act
-
-    return hook
-
-
-def splice_hooks(splices: list[tuple]) -> list[tuple[str, Callable]]:
-    """Forward hooks that replace each ``(sae, hook_name, input_hook)``'s activation at ``hook_name`` (past BOS)
-    with the SAE's output: its reconstruction (``input_hook`` None) or, for a transcoder, its prediction from the
-    activation at ``input_hook``. Each reads what the model, with every earlier splice in place, gives it."""
-    stored: dict[str, Tensor] = {}
-    hooks: list[tuple[str, Callable]] = []
-    for sae, hook_name, input_hook in splices:
-
-        def splice(act, hook, sae=sae, input_hook=input_hook):
-            x = stored.pop(input_hook) if input_hook else act
-            act = act.clone()
-            act[:, 1:] = sae(x[:, 1:].float()).to(act.dtype)
-            return act
-
-        hooks += ([(input_hook, store_hook(stored))] if input_hook else []) + [(hook_name, splice)]
-    return hooks
 
 
 @torch.no_grad()
@@ -479,57 +440,3 @@ def logit_effects(model: HookedTransformer, sae, latent: int, k: int = 8) -> dic
         "promotes": [(name(i), v) for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)],
         "suppresses": [(name(i), v) for v, i in zip(bottom.values.tolist(), bottom.indices.tolist(), strict=True)],
     }
-
-
-# --- checks a learner calls on their exercise solutions (notebook 04) ---
-
-
-def check_topk(fn: Callable[[Tensor, int], Tensor]) -> None:
-    """TopK on a hand-worked example: keep the k largest, ReLU them, zero the rest."""
-    pre = torch.tensor([[3.0, -1.0, 2.0, 0.5], [-2.0, -1.0, -3.0, 4.0]])
-    expected = torch.tensor([[3.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 4.0]])
-    got = fn(pre, 2)
-    if got.shape != pre.shape:
-        raise AssertionError(f"TopK must keep the shape {tuple(pre.shape)}, got {tuple(got.shape)}.")
-    if not torch.allclose(got, expected):
-        raise AssertionError(
-            f"For pre-activations {pre.tolist()} and k=2 expected {expected.tolist()} (row 2: the second-largest, "
-            f"-1, is negative, so the ReLU zeroes it), got {got.tolist()}."
-        )
-    print("topk: correct.")
-
-
-def check_mmcs(fn: Callable[[Tensor, Tensor], float]) -> None:
-    """Mean max cosine similarity on known cases: the true features themselves, rescaled and shuffled; a
-    dictionary missing one of two features; and one whose rows are only sign-flipped."""
-    true = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    cases = {
-        "the true features, rescaled and shuffled, plus an extra row": (
-            torch.tensor([[0, 3.0, 0], [2.0, 0, 0], [0, 0, 1.0]]),
-            1.0,
-        ),
-        "a dictionary that has only the first feature": (torch.tensor([[1.0, 0, 0], [0, 0, 1.0]]), 0.5),
-        "sign-flipped features (cosine -1 is no match)": (-true, 0.0),
-    }
-    for name, (decoder, expected) in cases.items():
-        got = float(fn(decoder, true))
-        if abs(got - expected) > 1e-4:
-            raise AssertionError(
-                f"For {name} expected {expected} (per true feature, the largest cosine similarity with any decoder "
-                f"row; then the mean over true features), got {got:.4f}."
-            )
-    print("mmcs: correct.")
-
-
-def check_explained_variance(fn: Callable[[Tensor, Tensor], float]) -> None:
-    """Explained variance is 1 for a perfect reconstruction, 0 for predicting the mean, and can go negative."""
-    x = torch.tensor([[1.0, 2.0], [3.0, 2.0], [2.0, 5.0]])
-    mean = x.mean(0, keepdim=True).expand_as(x)
-    cases = {"a perfect reconstruction": (x, 1.0), "the mean": (mean, 0.0), "all zeros": (torch.zeros_like(x), -4.875)}
-    for name, (x_hat, expected) in cases.items():
-        got = float(fn(x, x_hat))
-        if abs(got - expected) > 1e-4:
-            raise AssertionError(
-                f"For {name} expected {expected} (1 - squared error / squared deviation from the mean), got {got:.4f}."
-            )
-    print("explained_variance: correct.")

@@ -55,6 +55,12 @@ def induction_model() -> HookedTransformer:
     return build_induction_model()
 
 
+@pytest.fixture
+def fresh_induction_model() -> HookedTransformer:
+    """The same hand-built model, new for each test, for tests that change its weights."""
+    return build_induction_model()
+
+
 @pytest.fixture(scope="session")
 def bundled_model() -> HookedTransformer:
     from interp_utils import load_bundled

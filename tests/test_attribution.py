@@ -7,16 +7,17 @@ model adds back whatever error a transcoder makes.
 import pytest
 import torch
 
-from interp_utils import activations, attribution, load_bundled
-from interp_utils.attribution import LocalReplacement, attribute, graph_scores, prune
+from interp_utils import activations, attribution, hooks, transcoders
+from interp_utils.attribution import LocalReplacement, attribute
+from interp_utils.graph import AttributionGraph, feature_labels, graph_scores, plot_graph, prune
 from interp_utils.sae import SAE, SAEConfig
 
 PROMPT = "Then, Mary and John went to the store. John gave a drink to"
 
 
-@pytest.fixture(scope="module")
-def model():
-    return load_bundled()
+@pytest.fixture
+def model(bundled_model):
+    return bundled_model
 
 
 def make_transcoders(model, architecture: str = "topk", seed: int = 0, d_sae: int = 256) -> dict[int, SAE]:
@@ -28,7 +29,7 @@ def make_transcoders(model, architecture: str = "topk", seed: int = 0, d_sae: in
     for layer in range(model.cfg.n_layers):
         cfg = SAEConfig(d_in=model.cfg.d_model, d_sae=d_sae, architecture=architecture, k=8, d_out=model.cfg.d_model)
         tc = SAE(cfg)
-        x, y = activations.collect(model, [attribution.in_hook(layer), attribution.out_hook(layer)], tokens)
+        x, y = activations.collect(model, [hooks.name("mlp_in", layer), hooks.name("mlp_out", layer)], tokens)
         tc.init_from_data(x, y)
         if architecture == "relu":
             with torch.no_grad():
@@ -38,17 +39,17 @@ def make_transcoders(model, architecture: str = "topk", seed: int = 0, d_sae: in
 
 
 @pytest.fixture(scope="module")
-def transcoders(model):
-    return make_transcoders(model)
+def tcs(bundled_model):
+    return make_transcoders(bundled_model)
 
 
 @pytest.fixture(scope="module")
-def graph(model, transcoders):
-    return attribute(model, transcoders, PROMPT, batch_size=64, progress=False)
+def graph(bundled_model, tcs):
+    return attribute(bundled_model, tcs, PROMPT, batch_size=64, progress=False)
 
 
-def test_local_replacement_reproduces_the_output_exactly(model, transcoders):
-    local = LocalReplacement(model, transcoders, model.to_tokens(PROMPT)[0])
+def test_local_replacement_reproduces_the_output_exactly(model, tcs):
+    local = LocalReplacement(model, tcs, model.to_tokens(PROMPT)[0])
     clean = model(model.to_tokens(PROMPT))[0]
     assert torch.allclose(local.logits, clean)
     for freeze in (True, False):
@@ -77,16 +78,16 @@ def test_edges_add_up_to_each_target(model, graph):
 
 
 @pytest.mark.filterwarnings("ignore:Full backward hook")  # a PyTorch notice about circuit-tracer's hooks
-def test_graph_matches_circuit_tracer(model, transcoders, graph):
+def test_graph_matches_circuit_tracer(model, tcs, graph):
     from circuit_tracer.attribution.attribute import attribute as ct_attribute
     from circuit_tracer.graph import compute_graph_scores, prune_graph
 
-    ct_graph = ct_attribute(graph.tokens, attribution.to_circuit_tracer(model, transcoders), batch_size=64)
+    ct_graph = ct_attribute(graph.tokens, transcoders.to_circuit_tracer(model, tcs), batch_size=64)
     assert torch.equal(ct_graph.active_features, graph.features)
     assert [t.vocab_idx for t in ct_graph.logit_targets] == graph.logit_tokens.tolist()
     assert torch.allclose(ct_graph.adjacency_matrix, graph.adjacency, atol=1e-4)
     ours, theirs = prune(graph), prune_graph(ct_graph)
-    assert torch.equal(ours.nodes, theirs.node_mask) and torch.equal(ours.edges, theirs.edge_mask)
+    assert torch.equal(ours.node_mask, theirs.node_mask) and torch.equal(ours.edge_mask, theirs.edge_mask)
     replacement, completeness = compute_graph_scores(ct_graph)
     scores = graph_scores(graph)
     assert scores["replacement"] == pytest.approx(replacement, abs=1e-5)
@@ -95,18 +96,18 @@ def test_graph_matches_circuit_tracer(model, transcoders, graph):
 
 def test_pruning_keeps_tokens_and_logits_and_prunes_features(graph):
     pruned = prune(graph)
-    assert pruned.nodes[graph.embeds.start :].all()
-    assert 0 < pruned.nodes[: graph.n_features].sum() < graph.n_features
-    assert not pruned.edges[~pruned.nodes].any() and not pruned.edges[:, ~pruned.nodes].any()
+    assert pruned.node_mask[graph.embeds.start :].all()
+    assert 0 < pruned.node_mask[: graph.n_features].sum() < graph.n_features
+    assert not pruned.edge_mask[~pruned.node_mask].any() and not pruned.edge_mask[:, ~pruned.node_mask].any()
     everything = prune(graph, 1.0, 1.0)
-    assert everything.nodes.sum() >= pruned.nodes.sum()
+    assert everything.node_mask.sum() >= pruned.node_mask.sum()
     with pytest.raises(ValueError, match="fractions"):
         prune(graph, 1.5)
 
 
 def test_scores_are_one_without_errors(graph):
     """With the error columns zeroed, nothing flows through errors: both scores are 1."""
-    clean = attribution.AttributionGraph(**{**graph.__dict__, "adjacency": graph.adjacency.clone()})
+    clean = AttributionGraph(**{**graph.__dict__, "adjacency": graph.adjacency.clone()})
     clean.adjacency[:, clean.errors] = 0.0
     assert graph_scores(clean) == pytest.approx({"replacement": 1.0, "completeness": 1.0})
     scores = graph_scores(graph)
@@ -115,54 +116,54 @@ def test_scores_are_one_without_errors(graph):
 
 def test_total_effects_predict_small_interventions(model):
     """ReLU transcoders are continuous, so a small nudge to one feature moves the logit as the graph predicts."""
-    transcoders = make_transcoders(model, "relu", seed=1, d_sae=64)
-    graph = attribute(model, transcoders, PROMPT, batch_size=256, progress=False)
+    relu = make_transcoders(model, "relu", seed=1, d_sae=64)
+    graph = attribute(model, relu, PROMPT, batch_size=256, progress=False)
     target = graph.logits.start
     nodes = graph.adjacency[target, : graph.n_features].abs().argsort(descending=True)[:5].tolist()
     nodes += [i for i in range(graph.n_features) if graph.features[i, 0] == 0][:5]  # early: effects through others
     predicted = attribution.total_effects(graph, target)[nodes]
-    measured = attribution.intervention_effects(model, transcoders, graph, nodes, target, scale=0.99)
+    measured = attribution.intervention_effects(model, relu, graph, nodes, target, scale=0.99)
     assert torch.allclose(measured, 0.01 * predicted, rtol=0.05, atol=2e-4)
 
 
-def test_replacement_losses(model, transcoders):
+def test_replacement_losses(model, tcs):
     tokens = next(activations.token_batches(model, 4, n_ctx=64, seed=3))
-    silent = {layer: SAE(tc.cfg) for layer, tc in transcoders.items()}
+    silent = {layer: SAE(tc.cfg) for layer, tc in tcs.items()}
     for tc in silent.values():
         with torch.no_grad():
             tc.W_dec.zero_()  # predicts zero: the same as ablating the MLP
-    losses = attribution.replacement_losses(model, silent, tokens)
+    losses = transcoders.replacement_losses(model, silent, tokens)
     assert losses["all"] == pytest.approx(losses["mlp_ablated"], rel=1e-5)
     assert losses["clean"] < losses["all_but_first"] < losses["all"]
     assert set(losses) >= {f"layer_{layer}" for layer in range(model.cfg.n_layers)}
 
 
-def test_head_contributions_shape_and_causality(model, transcoders):
+def test_head_contributions_shape_and_causality(model, tcs):
     tokens = model.to_tokens(PROMPT)[0]
     direction = model.W_U[:, model.to_single_token(" Mary")] - model.W_U[:, model.to_single_token(" John")]
-    contributions = attribution.head_contributions(model, transcoders, tokens, direction)
+    contributions = attribution.head_contributions(model, tcs, tokens, direction)
     assert contributions.shape == (model.cfg.n_layers, model.cfg.n_heads, len(tokens))
     assert contributions.abs().sum() > 0
 
 
-def test_labels_and_plot(model, transcoders, graph):
+def test_labels_and_plot(model, tcs, graph):
     pruned = prune(graph)
-    keep = [tuple(graph.features[i, [0, 2]].tolist()) for i in pruned.nodes[: graph.n_features].nonzero()[:5, 0]]
+    keep = [tuple(graph.features[i, [0, 2]].tolist()) for i in pruned.node_mask[: graph.n_features].nonzero()[:5, 0]]
     tokens = next(activations.token_batches(model, 8, n_ctx=64, seed=5))
-    labels = attribution.feature_labels(model, transcoders, keep, tokens)
+    labels = feature_labels(model, tcs, keep, tokens)
     assert set(labels) == set(keep) and all(isinstance(v, str) and v for v in labels.values())
-    fig = attribution.plot_graph(graph, pruned, labels)
+    fig = plot_graph(graph, pruned, labels)
     names = {trace.name for trace in fig.data}
     assert {"feature", "embedding", "logit"} <= names
     assert fig.layout.xaxis.ticktext == tuple(graph.str_tokens)
 
 
-def test_clear_errors(model, transcoders):
+def test_clear_errors(model, tcs):
     with pytest.raises(ValueError, match="every layer"):
-        LocalReplacement(model, {0: transcoders[0]}, model.to_tokens(PROMPT)[0])
+        LocalReplacement(model, {0: tcs[0]}, model.to_tokens(PROMPT)[0])
     with pytest.raises(ValueError, match=r"one prompt"):
-        LocalReplacement(model, transcoders, model.to_tokens(PROMPT))
+        LocalReplacement(model, tcs, model.to_tokens(PROMPT))
     with pytest.raises(ValueError, match="d_out"):
-        attribution.train_transcoders(model, [0], SAEConfig(d_in=128, d_sae=64), 1000)
+        transcoders.train_transcoders(model, [0], SAEConfig(d_in=128, d_sae=64), 1000)
     with pytest.raises(ValueError, match="layers 0..3"):
-        attribution.replacement_losses(model, {7: transcoders[0]}, torch.zeros(1, 4, dtype=torch.long))
+        transcoders.replacement_losses(model, {7: tcs[0]}, torch.zeros(1, 4, dtype=torch.long))

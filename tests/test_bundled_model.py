@@ -1,18 +1,15 @@
 """The shipped bundled model really shows what later notebooks study (measured here, not read from its card)."""
 
 import pytest
-import torch
 
 from interp_utils import corpus
-from interp_utils.ioi import make_ioi_prompts
-from interp_utils.loading import load_bundled
-from interp_utils.metrics import induction_scores, ioi_logit_diffs
+from interp_utils.heads import induction_scores
+from interp_utils.ioi import make_ioi_prompts, prompt_logit_diffs
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return load_bundled(device="cpu")
+@pytest.fixture
+def model(bundled_model):
+    return bundled_model
 
 
 def test_has_induction_heads(model):
@@ -24,20 +21,20 @@ def test_has_induction_heads(model):
 
 def test_does_ioi_on_held_out_names_and_templates(model):
     """Names and templates that never occur in the corpus's IOI stories: IO still clearly beats S."""
-    diffs = ioi_logit_diffs(model, make_ioi_prompts(200, corpus.HELD_OUT_NAMES, corpus.HELD_OUT_TEMPLATES, seed=11))
+    diffs = prompt_logit_diffs(model, make_ioi_prompts(200, corpus.HELD_OUT_NAMES, corpus.HELD_OUT_TEMPLATES, seed=11))
     standard_error = diffs.std() / len(diffs) ** 0.5
     assert diffs.mean() > 3 * standard_error, f"mean {diffs.mean():.3f}, standard error {standard_error:.3f}"
     assert (diffs > 0).float().mean() > 0.6
 
 
 def test_does_ioi_on_held_out_names_in_training_templates(model):
-    diffs = ioi_logit_diffs(model, make_ioi_prompts(200, corpus.HELD_OUT_NAMES, corpus.TRAIN_TEMPLATES, seed=11))
+    diffs = prompt_logit_diffs(model, make_ioi_prompts(200, corpus.HELD_OUT_NAMES, corpus.TRAIN_TEMPLATES, seed=11))
     assert diffs.mean() > 3.0 and (diffs > 0).float().mean() > 0.9
 
 
 def test_abc_prompts_carry_no_ioi_signal(model):
     """With no repeated name (the ABC corruption) the preference for the 'IO' name should vanish."""
     names, templates = corpus.HELD_OUT_NAMES, corpus.TRAIN_TEMPLATES
-    abc = ioi_logit_diffs(model, make_ioi_prompts(200, names, templates, orders=("ABC",), seed=12))
-    clean = ioi_logit_diffs(model, make_ioi_prompts(200, names, templates, seed=12))
+    abc = prompt_logit_diffs(model, make_ioi_prompts(200, names, templates, orders=("ABC",), seed=12))
+    clean = prompt_logit_diffs(model, make_ioi_prompts(200, names, templates, seed=12))
     assert abc.mean().abs() < 0.2 * clean.mean()

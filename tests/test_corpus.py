@@ -10,7 +10,7 @@ def test_every_name_is_one_token_with_or_without_a_space():
 
 def test_batches_are_packed_documents_without_unknown_words():
     tok = corpus.build_tokenizer()
-    batch = next(corpus.token_batches(tok, batch_size=8, n_ctx=64, seed=3))
+    batch = next(corpus.tokenizer_batches(tok, batch_size=8, n_ctx=64, seed=3))
     assert batch.shape == (8, 64)
     assert (batch[:, 0] == tok.bos_token_id).all()
     assert not (batch == tok.unk_token_id).any()

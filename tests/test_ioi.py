@@ -81,3 +81,31 @@ def test_mean_attention_reads_each_prompts_positions(bundled_model):
     assert attention[layer, head] == pytest.approx(by_hand.item(), abs=1e-6) and 0 <= one <= 1
     with pytest.raises(ValueError, match="Positions are named"):
         mean_attention(cache, batch, "END", "IO")
+
+
+def test_default_prompts_follow_the_model(bundled_model):
+    from interp_utils import corpus, ioi
+
+    assert set(ioi.default_names(bundled_model)) <= set(corpus.HELD_OUT_NAMES)
+    assert ioi.default_templates(bundled_model) == list(corpus.TRAIN_TEMPLATES)
+    prompts = ioi.default_prompts(bundled_model, 8, seed=5)
+    assert prompts == make_ioi_prompts(8, ioi.default_names(bundled_model), corpus.TRAIN_TEMPLATES, seed=5)
+
+
+def test_normalised_logit_diff_and_name_movers(bundled_model):
+    from interp_utils import ioi
+
+    batch = ioi.ioi_batch(bundled_model, ioi.default_prompts(bundled_model, 6, seed=1))
+    logits = bundled_model(batch.tokens)
+    clean = ioi.logit_diff(logits, batch).mean().item()
+    corrupt = ioi.logit_diff(bundled_model(batch.corrupted), batch).mean().item()
+    assert ioi.normalised_logit_diff(logits, batch, clean, corrupt).mean().item() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="nothing to normalise"):
+        ioi.normalised_logit_diff(logits, batch, 1.0, 1.0)
+    to_logits = torch.tensor([[-0.5, 0.0], [-0.2, -0.01]])
+    to_io, to_s2 = torch.tensor([[0.1, 0.0], [0.9, 0.0]]), torch.tensor([[0.8, 0.0], [0.1, 0.0]])
+    assert ioi.name_movers(to_logits, to_io, to_s2) == ([(0, 0), (1, 0)], [(1, 0)])
+    # none prefers IO: the strongest carriers stand in, as notebook 03 does
+    assert ioi.name_movers(to_logits, to_s2 * 0, to_s2) == ([(0, 0), (1, 0)], [(0, 0), (1, 0)])
+    with pytest.raises(ValueError, match="Shapes differ"):
+        ioi.name_movers(to_logits, to_io[0], to_s2)

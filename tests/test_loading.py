@@ -51,11 +51,17 @@ def test_online_path_loads_the_real_model(monkeypatch, capsys):
     assert "FALLING BACK" not in capsys.readouterr().out
 
 
-def test_processed_bundled_model_computes_the_same_function():
+def test_processed_bundled_model_computes_the_same_function(bundled_model):
     raw = loading.load_bundled(device="cpu", process_weights=False)
-    processed = loading.load_bundled(device="cpu")
+    processed = bundled_model  # the session's model, loaded with its weights processed
     assert processed.cfg.normalization_type == "LNPre" and raw.cfg.normalization_type == "LN"
     tokens = raw.to_tokens("Then , Mary and John went to the store .")
     a, b = raw(tokens), processed(tokens)
     # the unembedding is centred, so logits agree up to a constant per position
     assert torch.allclose(a - a.mean(-1, keepdim=True), b - b.mean(-1, keepdim=True), atol=1e-3)
+
+
+def test_model_label_says_when_the_bundled_model_stands_in(bundled_model):
+    name = bundled_model.cfg.model_name
+    assert loading.model_label(bundled_model, "bundled") == name
+    assert loading.model_label(bundled_model, "gpt2") == f"{name} (gpt2 could not be loaded)"

@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from interp_utils import plotting
-from interp_utils.report import ReproductionMismatch, ReproductionTable
+from interp_utils import plotting, report
+from interp_utils.report import ReproductionMismatch, ReproductionTable, markdown_table, show_source
 
 
 def test_plot_helpers():
@@ -25,9 +25,13 @@ def test_reproduction_table_saves_when_asked(tmp_path, monkeypatch):
     table = ReproductionTable("nb", model="m")
     table.add("finding", "paper says", "we measured", True)
     assert "| finding | paper says | we measured | yes |" in table.markdown()
-    table.show(mode="fast", seconds=1.0)
+    monkeypatch.setenv("INTERP_FAST", "1")
+    table.show()
     saved = json.loads((tmp_path / "nb.json").read_text())
-    assert saved["rows"][0]["agrees"] is True and saved["mode"] == "fast"
+    assert saved["rows"][0]["agrees"] is True and saved["mode"] == "fast" and 0 <= saved["seconds"] < 60
+    monkeypatch.setenv("INTERP_FAST", "0")
+    table.show()
+    assert json.loads((tmp_path / "nb.json").read_text())["mode"] == "full"
 
 
 def test_strict_mode_fails_on_a_row_that_disagrees(tmp_path, monkeypatch):
@@ -42,3 +46,18 @@ def test_strict_mode_fails_on_a_row_that_disagrees(tmp_path, monkeypatch):
     with pytest.raises(ReproductionMismatch, match="1 finding.*broken"):
         table.show()
     assert json.loads((tmp_path / "nb.json").read_text())["rows"][2]["agrees"] is False  # written before failing
+
+
+def test_markdown_table_and_source(monkeypatch):
+    assert markdown_table(["a", "b"], [(1, "x"), (2.5, None)]) == "| a | b |\n|---|---|\n| 1 | x |\n| 2.5 | None |"
+    with pytest.raises(ValueError, match="Every row needs 2 cells"):
+        markdown_table(["a", "b"], [(1,)])
+    shown = []
+    monkeypatch.setattr(report, "show_markdown", shown.append)
+    show_source(markdown_table)
+    assert shown[0].startswith("```python\ndef markdown_table(")
+
+
+def test_layer_position_heatmap():
+    fig = plotting.layer_position(torch.zeros(3, 2), ["S2", "end"], "sweep")
+    assert list(fig.data[0].x) == ["S2", "end"] and fig.layout.title.text == "sweep"

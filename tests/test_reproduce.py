@@ -8,7 +8,7 @@ from interp_utils.report import ReproductionTable
 table = ReproductionTable("01_ok", model="toy")
 table.add("a finding", "1.0", os.environ["INTERP_FAST"] + "/" + os.environ["INTERP_MODEL"], True)
 table.add("a judgement call", "big", "medium")
-table.show(mode="fast")"""
+table.show()"""
 
 
 def write(path, *sources):

@@ -1,0 +1,269 @@
+"""Attribution graphs as data (Ameisen et al. 2025): node order, influence, pruning, scores, labels and the picture.
+
+A graph's nodes are ordered as circuit-tracer orders them (active features, error nodes, token embeddings, logits),
+and pruning and scores follow its definitions, so its functions read our graphs too. Graphs are built by
+:func:`interp_utils.attribution.attribute`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from interp_utils import hooks
+from interp_utils.sae import SAE, latent_activations
+
+
+@dataclass
+class AttributionGraph:
+    """Direct effects between nodes, ordered as circuit-tracer orders them: active features (layer by layer),
+    error nodes (layer-major: ``n_layers * n_pos``), token embeddings (one per position), logits.
+    ``adjacency[target, source]`` is the source's direct effect on the target (a feature's pre-activation or a
+    demeaned logit), in the local replacement model."""
+
+    tokens: Int[Tensor, " pos"]
+    str_tokens: list[str]
+    features: Int[Tensor, "n_features 3"]  # (layer, pos, feature)
+    activations: Float[Tensor, " n_features"]
+    logit_tokens: Int[Tensor, " n_logits"]
+    logit_strs: list[str]
+    logit_probs: Float[Tensor, " n_logits"]
+    adjacency: Float[Tensor, "n_nodes n_nodes"]
+    n_layers: int
+    target_values: Float[Tensor, " n_targets"]  # features' pre-activations, then demeaned logits
+    bias_values: Float[Tensor, " n_targets"]  # the same with every leaf at zero: what biases alone give
+
+    @property
+    def n_pos(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def errors(self) -> slice:
+        return slice(self.n_features, self.n_features + self.n_layers * self.n_pos)
+
+    @property
+    def embeds(self) -> slice:
+        return slice(self.errors.stop, self.errors.stop + self.n_pos)
+
+    @property
+    def logits(self) -> slice:
+        return slice(self.embeds.stop, self.embeds.stop + len(self.logit_tokens))
+
+    def node(self, i: int) -> dict:
+        """What node ``i`` is: kind, layer (-1 embeddings, n_layers logits), position and a label."""
+        last = self.n_pos - 1
+        if i < self.n_features:
+            layer, pos, feat = self.features[i].tolist()
+            return {"kind": "feature", "layer": layer, "pos": pos, "feature": feat, "label": f"L{layer} #{feat}"}
+        if i < self.errors.stop:
+            layer, pos = divmod(i - self.n_features, self.n_pos)
+            return {"kind": "error", "layer": layer, "pos": pos, "label": f"error L{layer}"}
+        if i < self.embeds.stop:
+            pos = i - self.embeds.start
+            return {"kind": "embedding", "layer": -1, "pos": pos, "label": f"emb {self.str_tokens[pos]!r}"}
+        j = i - self.logits.start
+        return {"kind": "logit", "layer": self.n_layers, "pos": last, "label": f"logit {self.logit_strs[j]!r}"}
+
+
+# --- pruning and scores (Ameisen et al. 2025, methods; the same definitions as circuit-tracer) ---
+
+
+def normalised(adjacency: Float[Tensor, "n n"]) -> Float[Tensor, "n n"]:
+    """|A| with each row scaled to sum to 1: the share of a target's inputs that each source gives."""
+    a = adjacency.abs()
+    return a / a.sum(1, keepdim=True).clamp_min(1e-10)
+
+
+def _logit_weights(graph: AttributionGraph) -> Tensor:
+    w = torch.zeros(len(graph.adjacency))
+    w[graph.logits] = graph.logit_probs
+    return w
+
+
+def influence(matrix: Float[Tensor, "n n"], weights: Float[Tensor, " n"], max_iter: int = 1000) -> Float[Tensor, " n"]:
+    """Each node's indirect influence on the weighted targets: w (A + A^2 + ...), summed until it vanishes
+    (the graph is acyclic, so A is nilpotent)."""
+    total, current = torch.zeros_like(weights), weights @ matrix
+    for _ in range(max_iter):
+        if not current.any():
+            return total
+        total, current = total + current, current @ matrix
+    raise RuntimeError("Influence did not converge: the adjacency matrix has a cycle.")
+
+
+def threshold(scores: Tensor, fraction: float) -> Tensor:
+    """The smallest score among the top scores that together make up ``fraction`` of the total."""
+    ordered = scores.sort(descending=True).values
+    cumulative = ordered.cumsum(0) / ordered.sum().clamp_min(1e-10)
+    return ordered[min(int(torch.searchsorted(cumulative, fraction)), len(ordered) - 1)]
+
+
+@dataclass
+class Pruned:
+    """What pruning kept (circuit-tracer's names: ``node_mask``, ``edge_mask``) and every node's influence."""
+
+    node_mask: Bool[Tensor, " n_nodes"]  # kept nodes
+    edge_mask: Bool[Tensor, "n_nodes n_nodes"]  # kept edges (target, source)
+    node_influence: Float[Tensor, " n_nodes"]  # each node's influence on the logits (before pruning)
+
+
+def prune(graph: AttributionGraph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> Pruned:
+    """Keep the nodes that carry ``node_threshold`` of the total influence on the logits (tokens and logits
+    always), then the edges that carry ``edge_threshold`` of the influence left, then drop feature and error
+    nodes left with no outgoing edge and features with no incoming one, until nothing changes."""
+    if not (0 <= node_threshold <= 1 and 0 <= edge_threshold <= 1):
+        raise ValueError(f"Thresholds are fractions in [0, 1], got {node_threshold} and {edge_threshold}.")
+    A, w = graph.adjacency, _logit_weights(graph)
+    node_influence = influence(normalised(A), w)
+    nodes = node_influence >= threshold(node_influence, node_threshold)
+    nodes[graph.embeds.start :] = True
+    kept = A * nodes[:, None] * nodes[None, :]
+    edge_scores = normalised(kept) * (influence(normalised(kept), w) + w)[:, None]
+    edges = edge_scores >= threshold(edge_scores.flatten(), edge_threshold)
+    n_feat, inner = graph.n_features, graph.embeds.start
+    while True:
+        before = nodes.clone()
+        edges &= nodes[:, None] & nodes[None, :]
+        nodes[:inner] &= edges[:, :inner].any(0)  # features and errors must feed something
+        nodes[:n_feat] &= edges[:n_feat].any(1)  # features must be fed by something
+        if torch.equal(nodes, before):
+            return Pruned(nodes, edges, node_influence)
+
+
+def graph_scores(graph: AttributionGraph) -> dict[str, float]:
+    """Replacement score: the share of the token-to-logit influence that avoids error nodes.
+    Completeness score: the influence-weighted share of every node's inputs that come from features or tokens."""
+    A, w = normalised(graph.adjacency), _logit_weights(graph)
+    node_influence = influence(A, w)
+    tokens, errors = node_influence[graph.embeds].sum(), node_influence[graph.errors].sum()
+    non_error = 1 - A[:, graph.errors].sum(1)
+    weight = node_influence + w
+    return {
+        "replacement": (tokens / (tokens + errors)).item(),
+        "completeness": ((non_error * weight).sum() / weight.sum()).item(),
+    }
+
+
+@torch.no_grad()
+def feature_labels(
+    model: HookedTransformer,
+    transcoders: dict[int, SAE],
+    features: list[tuple[int, int]],
+    tokens: Int[Tensor, "batch pos"],
+    k: int = 3,
+) -> dict[tuple[int, int], str]:
+    """For each (layer, feature): the ``k`` distinct tokens it fires on most strongly in ``tokens``, e.g.
+    "Mary / John / Alice", a quick name for the feature (in the spirit of the paper's feature labels)."""
+    labels = {}
+    for layer in sorted({layer for layer, _ in features}):
+        acts = latent_activations(model, transcoders[layer], hooks.name("mlp_in", layer), tokens)
+        for lay, feat in features:
+            if lay != layer:
+                continue
+            a = acts[..., feat].flatten()
+            seen: list[str] = []
+            for index in a.argsort(descending=True)[: 50 * k].tolist():
+                if a[index] <= 0 or len(seen) == k:
+                    break
+                word = model.to_single_str_token(int(tokens.flatten()[index]))
+                if word not in seen:
+                    seen.append(word)
+            labels[(lay, feat)] = " / ".join(repr(w.strip() or w) for w in seen) or "(never fires)"
+    return labels
+
+
+def plot_graph(
+    graph: AttributionGraph,
+    pruned: Pruned,
+    labels: dict[tuple[int, int], str] | None = None,
+    title: str = "Attribution graph",
+    max_edges: int = 400,
+):
+    """The pruned graph: position along x, layer up y (embeddings at the bottom, logits on top); features are
+    circles, error nodes grey squares; edge width grows with |weight|, blue positive, red negative.
+    Hover a node for its label, activation and influence."""
+    import plotly.graph_objects as go
+
+    labels = labels or {}
+    kept = pruned.node_mask.nonzero().squeeze(1).tolist()
+    coords, hover, kind = {}, {}, {}
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in kept:
+        node = graph.node(i)
+        groups.setdefault((node["layer"], node["pos"]), []).append(i)
+        kind[i] = node["kind"]
+        text = node["label"]
+        if node["kind"] == "feature":
+            text += f": {labels.get((node['layer'], node['feature']), '')}<br>activation {graph.activations[i]:.2f}"
+        elif node["kind"] == "logit":
+            text += f"<br>p = {graph.logit_probs[i - graph.logits.start]:.3f}"
+        hover[i] = f"{text}<br>influence {pruned.node_influence[i]:.3f}"
+    for (layer, pos), members in groups.items():
+        for j, i in enumerate(members):  # spread nodes that share a cell across it
+            offset = (j - (len(members) - 1) / 2) * min(0.8 / max(len(members), 1), 0.15)
+            coords[i] = (pos + offset, layer)
+    A = graph.adjacency * pruned.edge_mask
+    targets, sources = A.nonzero(as_tuple=True)
+    weights = A[targets, sources]
+    order = weights.abs().argsort(descending=True)[:max_edges]
+    fig = go.Figure()
+    biggest = weights.abs().max().item() if len(weights) else 1.0
+    for sign, colour in ((1, "rgba(31,119,180,{a})"), (-1, "rgba(214,39,40,{a})")):
+        for lo, hi in ((0.0, 0.1), (0.1, 0.3), (0.3, 1.01)):  # a few width classes keep the figure light
+            xs, ys = [], []
+            for e in order.tolist():
+                w = weights[e].item()
+                if (w > 0) == (sign > 0) and lo <= abs(w) / biggest < hi:
+                    (x0, y0), (x1, y1) = coords[int(sources[e])], coords[int(targets[e])]
+                    xs += [x0, x1, None]
+                    ys += [y0, y1, None]
+            if xs:
+                fig.add_trace(
+                    go.Scatter(
+                        x=xs,
+                        y=ys,
+                        mode="lines",
+                        hoverinfo="skip",
+                        showlegend=False,
+                        line=dict(width=1 + 6 * hi, color=colour.format(a=0.25 + 0.5 * min(hi, 1))),
+                    )
+                )
+    styles = {
+        "feature": dict(symbol="circle", color="#ff7f0e", size=11),
+        "error": dict(symbol="square", color="#999999", size=9),
+        "embedding": dict(symbol="diamond", color="#2ca02c", size=12),
+        "logit": dict(symbol="diamond", color="#9467bd", size=14),
+    }
+    for name, style in styles.items():
+        members = [i for i in kept if kind[i] == name]
+        fig.add_trace(
+            go.Scatter(
+                x=[coords[i][0] for i in members],
+                y=[coords[i][1] for i in members],
+                mode="markers",
+                name=name,
+                marker=style,
+                text=[hover[i] for i in members],
+                hoverinfo="text",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        height=160 + 90 * (graph.n_layers + 2),
+        xaxis=dict(tickmode="array", tickvals=list(range(graph.n_pos)), ticktext=graph.str_tokens, title="position"),
+        yaxis=dict(
+            tickmode="array",
+            tickvals=list(range(-1, graph.n_layers + 1)),
+            ticktext=["embed"] + [f"layer {i}" for i in range(graph.n_layers)] + ["logits"],
+            title="",
+        ),
+    )
+    return fig

@@ -1,0 +1,151 @@
+"""Transcoders (Dunefsky et al. 2024): one sparse module per MLP that reads the MLP's input and predicts its output.
+
+A per-layer transcoder reads ``hooks.name("mlp_in", L)`` (the MLP's input, after its LayerNorm) and predicts
+``hooks.name("mlp_out", L)``; it is an :class:`interp_utils.sae.SAE` with ``d_out`` set. Here: training one per
+layer, the next-token loss with MLPs replaced, and conversion to circuit-tracer's ``TranscoderSet``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from interp_utils import activations, hooks
+from interp_utils.hooks import Hook, mean_loss, splice_hooks, zero_past_bos
+from interp_utils.sae import SAE, SAEConfig, TrainLog, train_sae
+
+Transcoders = dict[int, SAE]  # layer -> transcoder for that layer's MLP
+
+
+def check_layers(model: HookedTransformer, transcoders: Transcoders, need_all: bool = True) -> None:
+    """Raise a clear error unless ``transcoders`` are d_model -> d_model transcoders for layers the model has
+    (for every layer, with ``need_all``)."""
+    wrong = [layer for layer in transcoders if not 0 <= layer < model.cfg.n_layers]
+    if wrong:
+        raise ValueError(f"Transcoders for layers {wrong}, but the model has layers 0..{model.cfg.n_layers - 1}.")
+    missing = sorted(set(range(model.cfg.n_layers)) - set(transcoders))
+    if need_all and missing:
+        raise ValueError(
+            f"A replacement model needs a transcoder for every layer; layers {missing} have none. "
+            "Train them with train_transcoders(model, layers=range(model.cfg.n_layers), ...)."
+        )
+    for layer, tc in transcoders.items():
+        if not tc.is_transcoder or tc.cfg.d_in != model.cfg.d_model or tc.cfg.d_out != model.cfg.d_model:
+            raise ValueError(
+                f"The module for layer {layer} is not a {model.cfg.d_model}->{model.cfg.d_model} transcoder."
+            )
+
+
+def train_transcoders(
+    model: HookedTransformer,
+    layers: Iterable[int],
+    cfg: SAEConfig,
+    n_tokens: int,
+    batch_size: int = 4096,
+    pool_tokens: int = 2**17,
+    n_ctx: int = 128,
+    seed: int = 0,
+    **train_kwargs,
+) -> tuple[Transcoders, dict[int, TrainLog]]:
+    """One transcoder per layer in ``layers`` (``cfg`` gives the sizes), each trained on ``n_tokens`` fresh
+    (MLP input, MLP output) pairs from :func:`interp_utils.activations.token_batches`."""
+    if cfg.d_out is None:
+        raise ValueError("cfg.d_out must be set (to d_model) for a transcoder.")
+    transcoders, logs = {}, {}
+    for layer in layers:
+        start = time.perf_counter()
+        torch.manual_seed(seed + layer)
+        text = activations.token_batches(model, 32, n_ctx=min(n_ctx, model.cfg.n_ctx), seed=seed + layer)
+        pair = [hooks.name("mlp_in", layer), hooks.name("mlp_out", layer)]
+        buffer = activations.ActivationBuffer(model, pair, text, batch_size=batch_size, pool_tokens=pool_tokens)
+        transcoders[layer] = SAE(cfg, device=model.W_E.device)
+        logs[layer] = train_sae(
+            transcoders[layer], buffer, n_tokens, batch_size=batch_size, desc=f"transcoder L{layer}", **train_kwargs
+        )
+        logs[layer].seconds = time.perf_counter() - start  # filling the buffer included
+    return transcoders, logs
+
+
+def replacement_hooks(transcoders: Transcoders) -> list[Hook]:
+    """Forward hooks that replace each listed layer's MLP output (past BOS) with its transcoder's prediction."""
+    return splice_hooks(
+        [(tc, hooks.name("mlp_out", layer), hooks.name("mlp_in", layer)) for layer, tc in sorted(transcoders.items())]
+    )
+
+
+@torch.no_grad()
+def replacement_losses(
+    model: HookedTransformer, transcoders: Transcoders, tokens: Int[Tensor, "batch pos"], model_batch: int = 16
+) -> dict[str, float]:
+    """Next-token loss of the clean model, with every MLP zero-ablated (past BOS), and with the MLPs replaced by
+    transcoders: all of them, all but layer 0's, and each layer's alone. Each transcoder reads the input the
+    (partly replaced) model gives it, so errors compound as they would in a replacement model."""
+    check_layers(model, transcoders, need_all=False)
+
+    layers = sorted(transcoders)
+    out = {
+        "clean": mean_loss(model, tokens, [], model_batch),
+        "mlp_ablated": mean_loss(
+            model, tokens, [(hooks.name("mlp_out", layer), zero_past_bos) for layer in layers], model_batch
+        ),
+        "all": mean_loss(model, tokens, replacement_hooks(transcoders), model_batch),
+    }
+    if len(layers) > 1:
+        rest = {layer: transcoders[layer] for layer in layers[1:]}
+        out["all_but_first"] = mean_loss(model, tokens, replacement_hooks(rest), model_batch)
+    for layer in layers:
+        out[f"layer_{layer}"] = mean_loss(model, tokens, replacement_hooks({layer: transcoders[layer]}), model_batch)
+    return out
+
+
+# --- circuit-tracer ---
+
+
+class _Activation(torch.nn.Module):
+    """Our transcoder's nonlinearity, for circuit-tracer (its TopK has no ReLU on the kept values)."""
+
+    def __init__(self, tc: SAE):
+        super().__init__()
+        self.tc = [tc]  # a list, so the SAE is not registered as a submodule
+
+    def forward(self, pre: Tensor) -> Tensor:
+        return self.tc[0].activate(pre)
+
+
+def to_circuit_tracer(model: HookedTransformer, transcoders: Transcoders):
+    """The model with our transcoders as a circuit-tracer ``ReplacementModel`` (its per-layer ``TranscoderSet``
+    format: W_enc [d_sae, d], W_dec [d_sae, d]; our input and output scales are folded into the weights)."""
+    import re
+
+    from circuit_tracer.replacement_model.replacement_model_transformerlens import TransformerLensReplacementModel
+    from circuit_tracer.transcoder.single_layer_transcoder import SingleLayerTranscoder, TranscoderSet
+
+    check_layers(model, transcoders)
+    device = model.W_E.device
+    converted = {}
+    for layer, tc in transcoders.items():
+        d_model, d_sae = tc.cfg.d_in, tc.cfg.d_sae
+        ct = SingleLayerTranscoder(d_model, d_sae, _Activation(tc), layer, device=device, dtype=torch.float32)
+        with torch.no_grad():
+            ct.W_enc.copy_((tc.W_enc / tc.in_scale).T)
+            ct.b_enc.copy_(tc.b_enc)
+            ct.W_dec.copy_(tc.W_dec * tc.out_scale)
+            ct.b_dec.copy_(tc.b_dec * tc.out_scale)
+        converted[layer] = ct
+    tc_set = TranscoderSet(converted, feature_input_hook="ln2.hook_normalized", feature_output_hook="hook_mlp_out")
+    replacement = TransformerLensReplacementModel.from_config(model.cfg, tc_set)
+    # circuit-tracer wraps each MLP and the unembedding; our weights go inside the wrappers
+    state = {
+        re.sub(r"^(blocks\.\d+\.mlp)\.", r"\1.old_mlp.", k).replace("unembed.", "unembed.old_unembed."): v
+        for k, v in model.state_dict().items()
+    }
+    missing, unexpected = replacement.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("transcoders.") for k in missing):
+        raise RuntimeError(f"Could not map the weights onto circuit-tracer's model: {unexpected or missing}.")
+    replacement.set_tokenizer(model.tokenizer)
+    return replacement
