@@ -17,6 +17,7 @@ from transformer_lens import HookedTransformer
 from interp_utils import corpus, hooks
 from interp_utils.hooks import hook_layer
 from interp_utils.loading import hub_reachable, is_bundled
+from interp_utils.standin import is_standin
 
 # A parquet copy of the Pile's first 10k documents. (gpt2-small-res-jb was trained on OpenWebText, but
 # Skylion007/openwebtext is a loading-script data set, which datasets >= 4 no longer runs.)
@@ -25,6 +26,8 @@ HUB_DATASET = "NeelNanda/pile-10k"
 
 def text_source(model: HookedTransformer) -> str:
     """Where :func:`token_batches` takes text from for ``model``: the generated corpus or a hub data set."""
+    if is_standin(model):
+        return "the generated corpus, in GPT-2's tokens (the test stand-in reads no hub data)"
     return "the generated corpus (offline)" if is_bundled(model) else f"{HUB_DATASET} (Hugging Face hub)"
 
 
@@ -33,13 +36,14 @@ def token_batches(
 ) -> Iterator[Int[Tensor, "batch pos"]]:
     """Endless ``[batch_size, n_ctx]`` token batches, each row starting with BOS.
 
-    The bundled model reads its own generated corpus; any other model streams ``dataset`` from the hub.
+    The bundled model reads its own generated corpus (so does the GPT-2 test stand-in, in GPT-2's tokens); any other
+    model streams ``dataset`` from the hub.
     """
     n_ctx = n_ctx or model.cfg.n_ctx
     if n_ctx > model.cfg.n_ctx:
         raise ValueError(f"n_ctx={n_ctx} is longer than the model's context ({model.cfg.n_ctx}).")
     tokenizer = model.tokenizer
-    if is_bundled(model) and tokenizer is not None:
+    if (is_bundled(model) or is_standin(model)) and tokenizer is not None:
         yield from corpus.tokenizer_batches(tokenizer, batch_size, n_ctx, seed)
         return
     if not hub_reachable():

@@ -11,6 +11,8 @@ import torch
 from safetensors.torch import load_file
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from interp_utils import standin
+
 BUNDLED_NAME = "bundled"
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "bundled-gpt2"
 HUB_HOST = "huggingface.co"
@@ -81,6 +83,17 @@ def load_model(name: str = "gpt2", device: str | torch.device | None = None, ver
         model = load_bundled(device=device)
         if verbose:
             print(banner([f"Loaded the bundled model ({model.cfg.model_name}), as asked: MODEL='bundled'."]))
+        return model
+    if name in ("gpt2", "gpt2-small") and (width := standin.requested()) is not None:
+        model = standin.gpt2_standin(width, device=device)
+        print(
+            banner(
+                [
+                    f"TEST STAND-IN for {name}: GPT-2 small's shape (width {width}) and tokenizer, RANDOM weights.",
+                    f"Only the test suite loads it ({standin.ENV} is set). Its numbers mean nothing.",
+                ]
+            )
+        )
         return model
     from transformer_lens.loading_from_pretrained import get_official_model_name
 

@@ -53,9 +53,11 @@ def train_transcoders(
     **train_kwargs,
 ) -> tuple[Transcoders, dict[int, TrainLog]]:
     """One transcoder per layer in ``layers`` (``cfg`` gives the sizes), each trained on ``n_tokens`` fresh
-    (MLP input, MLP output) pairs from :func:`interp_utils.activations.token_batches`."""
+    (MLP input, MLP output) pairs from :func:`interp_utils.activations.token_batches`, shuffled in a buffer of
+    ``pool_tokens`` (no more than ``n_tokens``: a short run needs no bigger pool)."""
     if cfg.d_out is None:
         raise ValueError("cfg.d_out must be set (to d_model) for a transcoder.")
+    pool_tokens = max(2 * batch_size, min(pool_tokens, n_tokens))
     transcoders, logs = {}, {}
     for layer in layers:
         start = time.perf_counter()
