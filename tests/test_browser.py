@@ -58,9 +58,9 @@ def lab(tmp_path_factory):
     """JupyterLab serving freshly executed copies of the checked notebooks; yields (url, token, folder)."""
     _browser()
     folder = tmp_path_factory.mktemp("lab")
-    # Executed by the reproduce command in a process of its own: twice, in fresh-clone CI runs, a kernel started
-    # from inside this pytest process (after the attribution tests) went idle with the client still waiting.
-    # A healthy cell of these notebooks takes well under a minute, so a stuck one fails after 10 minutes.
+    # Executed by the reproduce command in a process of its own, with a cell limit: in fresh-clone CI runs the kernel
+    # used to go idle after notebook 01's widget cell with the client still waiting (widgets.interact printed a
+    # plotly figure into its output area; the cell now hands the figure over as data). A stuck cell fails here.
     only = [name[:2] for name in CHECKS]
     command = [sys.executable, "-m", "interp_utils.reproduce", "--fast", "--model", "bundled", "--only", *only]
     done = subprocess.run([*command, "--out", str(folder / "run"), "--timeout", "600"], capture_output=True, text=True)
