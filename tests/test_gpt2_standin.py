@@ -39,15 +39,10 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def gpt2(monkeypatch_module):
-    monkeypatch_module.setenv(standin.ENV, "1")
-    return loading.load_model("gpt2", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
+def gpt2():
+    with pytest.MonkeyPatch.context() as patch:  # asked for only while loading: later tests see a clean environment
+        patch.setenv(standin.ENV, "1")
+        return loading.load_model("gpt2", device="cpu")
 
 
 def test_the_tokenizer_is_gpt2s(tokenizer):
