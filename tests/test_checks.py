@@ -14,6 +14,11 @@ def _dimensionality(W, clamp=True):
     return W.pow(2).sum(1) / (overlaps.clamp_min(1e-8) if clamp else overlaps)
 
 
+def _phase(W):
+    represented = W.norm(dim=1) > 0.5
+    return torch.where(represented.all(-1), 2, torch.where(represented[:, 1], 1, 0))
+
+
 def test_notebook_01_checks():
     toy_checks.check_weighted_mse(superposition.weighted_mse)
     with pytest.raises(AssertionError, match="summed over instances"):  # averaged over instances too
@@ -25,12 +30,11 @@ def test_notebook_01_checks():
         toy_checks.check_feature_dimensionality(lambda W: W.norm(dim=1))
     with pytest.raises(AssertionError, match="not nan"):  # 0 / 0 for a feature the model ignores
         toy_checks.check_feature_dimensionality(lambda W: _dimensionality(W, clamp=False))
-    right = [lambda W: torch.where((W.norm(dim=1) > 0.5).all(-1), 2, torch.where(W.norm(dim=1)[:, 1] > 0.5, 1, 0))]
-    toy_checks.check_classify_phase(right[0])
+    toy_checks.check_classify_phase(_phase)
     with pytest.raises(AssertionError, match="expected labels"):
         toy_checks.check_classify_phase(lambda W: torch.zeros(W.shape[0], dtype=torch.long))
     with pytest.raises(AssertionError, match="expected labels"):  # 1 and 2 swapped
-        toy_checks.check_classify_phase(lambda W: (3 - right[0](W)) % 3)
+        toy_checks.check_classify_phase(lambda W: (3 - _phase(W)) % 3)
 
 
 def test_notebook_02_checks():
