@@ -55,20 +55,23 @@ def _github_path(repo_url: str) -> str:
 
 
 def badges(notebooks: list[Path], repo_url: str = REPO_URL) -> str:
-    """README lines: a Binder badge (JupyterLab on the index) and one Colab badge per notebook."""
+    """README lines: a Binder badge (JupyterLab on the index), and per notebook a Colab badge for it and one for
+    its learner copy (answers removed) where it has one."""
     repo = _github_path(repo_url)
     binder = f"https://mybinder.org/v2/gh/{repo}/{BRANCH}?urlpath=lab/tree/notebooks/00_index.ipynb"
     lines = [
         BADGES_START,
         f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder}) (JupyterLab on the index, CPU)",
         "",
-        "| notebook | Colab (GPU optional) |",
-        "|---|---|",
+        "| notebook | Colab (GPU optional) | exercises: the learner copy, answers removed |",
+        "|---|---|---|",
     ]
+    badge = "https://colab.research.google.com/assets/colab-badge.svg"
     for path in notebooks:
-        colab = f"https://colab.research.google.com/github/{repo}/blob/{BRANCH}/notebooks/{path.name}"
-        badge = "https://colab.research.google.com/assets/colab-badge.svg"
-        lines.append(f"| `{path.name}` | [![Open In Colab]({badge})]({colab}) |")
+        colab = f"https://colab.research.google.com/github/{repo}/blob/{BRANCH}/notebooks/{{}}"
+        learner = path.with_name(f"{path.stem}_exercises.ipynb")
+        copy = f"[![Open In Colab]({badge})]({colab.format(learner.name)})" if learner.exists() else "—"
+        lines.append(f"| `{path.name}` | [![Open In Colab]({badge})]({colab.format(path.name)}) | {copy} |")
     return "\n".join(lines + [BADGES_END])
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
+from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp_utils import hooks
 from interp_utils.hooks import Hook
@@ -84,6 +84,37 @@ def score_patterns(
         on_mask = (patterns * mask[:, None]).sum(-1)  # [batch, head, dest]
         out[kind] = (on_mask * has_src[:, None]).sum((0, 2)) / has_src.sum()
     return out
+
+
+def attn_only_config(n_ctx: int, d_vocab: int, seed: int = 0, device: str = "cpu") -> HookedTransformerConfig:
+    """The 2-layer attention-only model of Elhage et al. as notebook 02 trains it: 4 heads of 16 dimensions per
+    layer, d_model 64, LayerNorm, no MLPs."""
+    return HookedTransformerConfig(
+        n_layers=2,
+        d_model=64,
+        n_heads=4,
+        d_head=16,
+        n_ctx=n_ctx,
+        d_vocab=d_vocab,
+        attn_only=True,
+        normalization_type="LN",
+        seed=seed,
+        device=device,
+    )
+
+
+def train_step(model: HookedTransformer, optimizer: torch.optim.Optimizer, tokens: Int[Tensor, "batch pos"]) -> float:
+    """One optimizer step on the next-token loss of ``tokens``; the loss before the step."""
+    loss = model(tokens, return_type="loss")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def icl_score(loss_per_token: Float[Tensor, "batch pred"], early: slice, late: slice) -> float:
+    """In-context learning: the mean loss over the ``late`` predictions minus over the ``early`` ones."""
+    return (loss_per_token[:, late].mean() - loss_per_token[:, early].mean()).item()
 
 
 @torch.inference_mode()
@@ -223,6 +254,29 @@ def ov_top1_copying(
             hits += ((W_E[chunk] @ ov @ W_U).argmax(-1) == chunk).sum().item()
         out[(layer, head)] = hits / n
     return out
+
+
+def full_ov_circuit(model: HookedTransformer, layer: int, head: int) -> Float[Tensor, "vocab vocab"]:
+    """W_E W_V W_O W_U: the logits a head adds for each token it attends to (rows: attended, columns: logits)."""
+    return model.W_E @ model.W_V[layer, head] @ model.W_O[layer, head] @ model.W_U
+
+
+def top1_copying(full_ov: Float[Tensor, "vocab vocab"]) -> float:
+    """The fraction of tokens whose own logit is the largest in their row of a full OV circuit."""
+    return (full_ov.argmax(-1) == torch.arange(full_ov.shape[0], device=full_ov.device)).float().mean().item()
+
+
+def positional_qk(model: HookedTransformer, layer: int, head: int) -> Float[Tensor, "dest src"]:
+    """The positional part of a head's attention scores: W_pos W_Q W_K^T W_pos^T / sqrt(d_head)."""
+    W_pos = model.W_pos
+    return (W_pos @ model.W_Q[layer, head]) @ (W_pos @ model.W_K[layer, head]).T / model.cfg.d_head**0.5
+
+
+def remove_from_keys(k_input: Tensor, hook, output: Float[Tensor, "batch pos d_model"], receiver: int) -> Tensor:
+    """Hook on ``hooks.name("k_input", layer)`` (split QKV input): take ``output`` out of the residual stream that
+    the keys of head ``receiver`` read, and only theirs."""
+    k_input[:, :, receiver] = k_input[:, :, receiver] - output
+    return k_input
 
 
 # ---------------------------------------------------------------- ablation

@@ -17,7 +17,7 @@ Hook = tuple[str | Callable, Callable]  # (hook name or name filter, function), 
 
 LayerKind = Literal[
     "resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "mlp_in", "mlp_post",
-    "q", "k", "v", "z", "pattern", "ln1_scale", "ln2_scale",
+    "q", "k", "v", "z", "pattern", "ln1_scale", "ln2_scale", "k_input",
 ]  # fmt: skip
 GlobalKind = Literal["embed", "pos_embed", "ln_final_scale", "ln_final_normalized"]
 _LAYER = {
@@ -35,6 +35,7 @@ _LAYER = {
     "pattern": "attn.hook_pattern",
     "ln1_scale": "ln1.hook_scale",
     "ln2_scale": "ln2.hook_scale",
+    "k_input": "hook_k_input",  # each head's own copy of the residual stream its keys read (split_qkv_input)
 }
 _GLOBAL = {
     "embed": "hook_embed",

@@ -1,7 +1,9 @@
 """Toy models of superposition (Elhage et al. 2022): x' = ReLU(W^T W x + b), many instances at once.
 
 Each instance has its own feature probability (1 - sparsity) and importances, so one training run
-sweeps sparsity. Used by notebook 01 and, as known ground truth for SAEs, by notebook 04.
+sweeps sparsity. Used by notebook 01 and, as known ground truth for SAEs, by notebook 04. Also the paper's
+measures (norms, interference, dimensionality), the 2-features-in-1-dimension phases with their closed-form
+losses, and the model that computes |x| in superposition (a hidden ReLU layer).
 """
 
 from __future__ import annotations
@@ -60,12 +62,41 @@ class ToyModel(nn.Module):
         out = torch.einsum("bih,ihf->bif", self.hidden(features), self.W) + self.b_final
         return torch.relu(out) if self.cfg.relu else out
 
+    def target(self, features: Tensor) -> Tensor:
+        """What the model should output: its input."""
+        return features
+
     def generate_batch(self, batch: int) -> Float[Tensor, "batch inst feat"]:
         """Features uniform in [0, 1], each present (non-zero) with its instance's feature probability."""
-        shape = (batch, *self.importance.shape)
-        values = torch.rand(shape, device=self.W.device)
-        present = torch.rand(shape, device=self.W.device) <= self.feature_probability
-        return values * present
+        return generate_batch(self.feature_probability, batch)
+
+
+def generate_batch(feature_probability: Float[Tensor, "inst feat"], batch: int) -> Float[Tensor, "batch inst feat"]:
+    """``batch`` samples: each feature uniform in [0, 1] with its probability, else 0."""
+    shape = (batch, *feature_probability.shape)
+    values = torch.rand(shape, device=feature_probability.device)
+    present = torch.rand(shape, device=feature_probability.device) <= feature_probability
+    return values * present
+
+
+def toy_forward(
+    W: Float[Tensor, "inst hidden feat"],
+    b: Float[Tensor, "inst feat"],
+    features: Float[Tensor, "batch inst feat"],
+    relu: bool = True,
+) -> Float[Tensor, "batch inst feat"]:
+    """x' = ReLU(W^T W x + b) for every instance (no ReLU: the linear model)."""
+    out = torch.einsum("ihf,bih->bif", W, torch.einsum("ihf,bif->bih", W, features)) + b
+    return torch.relu(out) if relu else out
+
+
+def train_step(model: ToyModel, optimizer: torch.optim.Optimizer, features: Tensor) -> float:
+    """One step of the paper's loss on ``features``; returns the loss before the step."""
+    loss = weighted_mse(toy_forward(model.W, model.b_final, features, model.cfg.relu), features, model.importance)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
 
 
 def weighted_mse(out: Tensor, features: Tensor, importance: Tensor) -> Tensor:
@@ -87,7 +118,7 @@ def train_toy_model(
     bar = tqdm(range(steps), desc="training toy models", disable=not progress, mininterval=1.0)
     for step in bar:
         features = model.generate_batch(batch_size)
-        loss = loss_fn(model(features), features, model.importance)
+        loss = loss_fn(model(features), model.target(features), model.importance)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -112,6 +143,95 @@ def superposition_interference(W: Float[Tensor, "inst hidden feat"]) -> Float[Te
 def dimensions_per_feature(W: Float[Tensor, "inst hidden feat"]) -> Float[Tensor, " inst"]:
     """D* = m / ||W||_F^2: hidden dimensions per represented feature."""
     return W.shape[1] / W.pow(2).sum(dim=(1, 2))
+
+
+def phase_labels(W: Float[Tensor, "inst 1 2"]) -> Float[Tensor, " inst"]:
+    """2 features in 1 dimension: 0 feature 2 not represented, 1 feature 2 alone (a dedicated dimension),
+    2 superposition (both represented, antipodal: W_1 W_2 < 0), 3 both represented on the same side."""
+    represented = W.norm(dim=1) > 0.5
+    both = represented.all(-1)
+    antipodal = W[:, 0, 0] * W[:, 0, 1] < 0
+    return torch.where(both, torch.where(antipodal, 2, 3), torch.where(represented[:, 1], 1, 0))
+
+
+def configuration_losses(p: Tensor, r: Tensor) -> Float[Tensor, "... 3"]:
+    """Expected loss of the three configurations of 2 features in 1 dimension, features present with probability
+    ``p`` (uniform on [0, 1]), importances 1 and ``r``: feature 2 dropped (W = [1, 0]; the best constant for it),
+    feature 1 dropped (W = [0, 1]), and the antipodal pair (W = [1, -1], zero bias: only when both features are
+    present, with probability p^2, does each lose min(x_1, x_2)^2, whose mean is 1/6)."""
+    p, r = torch.broadcast_tensors(torch.as_tensor(p, dtype=torch.float), torch.as_tensor(r, dtype=torch.float))
+    variance = p / 3 - p**2 / 4  # Var(x_i): E[x^2] = p / 3, E[x] = p / 2
+    return torch.stack([r * variance, variance, p**2 * (1 + r) / 6], dim=-1)
+
+
+@dataclass
+class AbsConfig:
+    """Computing |x| in superposition: ``n_features`` inputs in [-1, 1], ``n_neurons`` hidden ReLU neurons."""
+
+    n_features: int = 10
+    n_neurons: int = 5
+    n_instances: int = 8
+
+
+class AbsModel(nn.Module):
+    """y = ReLU(W_2 ReLU(W_1 x + b_1) + b_2), trained to output |x|: computation, not just storage, in superposition."""
+
+    def __init__(
+        self,
+        cfg: AbsConfig,
+        feature_probability: Float[Tensor, "inst feat"] | float = 1.0,
+        importance: Float[Tensor, "inst feat"] | float = 1.0,
+        device: str | torch.device = "cpu",
+    ):
+        super().__init__()
+        self.cfg = cfg
+        shape = (cfg.n_instances, cfg.n_features)
+        self.feature_probability = torch.broadcast_to(torch.as_tensor(feature_probability, dtype=torch.float), shape)
+        self.importance = torch.broadcast_to(torch.as_tensor(importance, dtype=torch.float), shape)
+        self.feature_probability, self.importance = self.feature_probability.to(device), self.importance.to(device)
+        n, m, k = cfg.n_instances, cfg.n_neurons, cfg.n_features
+        self.W1 = nn.Parameter(nn.init.xavier_normal_(torch.empty(n, m, k)))
+        self.W2 = nn.Parameter(nn.init.xavier_normal_(torch.empty(n, k, m)))
+        self.b1 = nn.Parameter(torch.zeros(n, m))
+        self.b2 = nn.Parameter(torch.zeros(n, k))
+        self.to(device)
+
+    def forward(self, features: Float[Tensor, "batch inst feat"]) -> Float[Tensor, "batch inst feat"]:
+        return abs_forward(self.W1, self.b1, self.W2, self.b2, features)
+
+    def target(self, features: Tensor) -> Tensor:
+        """What the model should output: |x|."""
+        return features.abs()
+
+    def generate_batch(self, batch: int) -> Float[Tensor, "batch inst feat"]:
+        """Features uniform in [-1, 1], each present with its instance's feature probability."""
+        return signed_batch(self.feature_probability, batch)
+
+
+def signed_batch(feature_probability: Float[Tensor, "inst feat"], batch: int) -> Float[Tensor, "batch inst feat"]:
+    """``batch`` samples: each feature uniform in [-1, 1] with its probability, else 0."""
+    shape = (batch, *feature_probability.shape)
+    values = torch.rand(shape, device=feature_probability.device) * 2 - 1
+    return values * (torch.rand(shape, device=feature_probability.device) <= feature_probability)
+
+
+def abs_forward(
+    W1: Float[Tensor, "inst neuron feat"],
+    b1: Float[Tensor, "inst neuron"],
+    W2: Float[Tensor, "inst feat neuron"],
+    b2: Float[Tensor, "inst feat"],
+    features: Float[Tensor, "batch inst feat"],
+) -> Float[Tensor, "batch inst feat"]:
+    """y = ReLU(W_2 ReLU(W_1 x + b_1) + b_2), per instance."""
+    hidden = torch.relu(torch.einsum("inf,bif->bin", W1, features) + b1)
+    return torch.relu(torch.einsum("ifn,bin->bif", W2, hidden) + b2)
+
+
+def neuron_share(W1: Float[Tensor, "inst neuron feat"]) -> Float[Tensor, "inst neuron"]:
+    """The largest share of a neuron's squared input weights that one feature holds: 1 for a monosemantic neuron,
+    about 1/k for one that reads k features equally; 0 for a neuron that reads nothing."""
+    squared = W1.pow(2)
+    return squared.max(-1).values / squared.sum(-1).clamp_min(1e-12)
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
 import nbformat
 import pytest
 
+from interp_utils import exercises
 from interp_utils.exercises import BEGIN, STUB, is_solution, learner_notebook, strip_solution
 from interp_utils.reproduce import find_notebooks
 
@@ -11,6 +12,20 @@ def test_strip_solution_keeps_the_signature_and_indentation():
     src = "def f(x):\n    '''doc'''\n    # BEGIN SOLUTION\n    return x + 1\n    # END SOLUTION\n\ncheck(f)"
     out = strip_solution(src)
     assert "return x + 1" not in out and f"    {STUB}" in out and "def f(x):" in out and "check(f)" in out
+
+
+def test_an_exercise_block_is_the_learners_scaffold_and_the_solution_copys_comment():
+    src = "def f(x):\n    # BEGIN EXERCISE\n    # total = 0\n    #\n    # return total\n    # END EXERCISE\n"
+    src += "    # BEGIN SOLUTION\n    return sum(x)\n    # END SOLUTION\n\n\nprint(f([1]))"
+    namespace: dict = {}
+    exec(src, namespace)  # the solution copy runs the answer; the block above it is a comment
+    assert namespace["f"]([2, 3]) == 5
+    out = strip_solution(src)
+    assert out == "def f(x):\n    total = 0\n\n    return total\n\n\nprint(f([1]))"
+    with pytest.raises(ValueError, match="comments only"):
+        strip_solution("# BEGIN EXERCISE\nx = 1\n# END EXERCISE\n# BEGIN SOLUTION\n# END SOLUTION")
+    with pytest.raises(ValueError, match="followed by its"):
+        strip_solution("# BEGIN EXERCISE\n# x = 1\n# END EXERCISE\ny = 2")
 
 
 def test_unbalanced_markers_are_errors():
@@ -40,3 +55,52 @@ def test_notebooks_are_committed_clean_and_parameterised(path):
     assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
     assert any("parameters" in c.metadata.get("tags", []) for c in code), f"{path.name} has no parameters cell"
     assert any("table.show(" in c.source for c in code), f"{path.name} does not show its reproduction table"
+
+
+@pytest.mark.parametrize("path", exercises.lessons_with_exercises(), ids=lambda p: p.name)
+def test_committed_learner_copies_are_what_the_lessons_derive_to(path):
+    """The learner copies are committed (Colab opens them from a badge) and never edited by hand."""
+    assert not exercises.stale(path), (
+        f"{exercises.learner_path(path).name} is missing or out of date: run python -m interp_utils.exercises"
+    )
+
+
+# Lessons that are problem sets (EXERCISES.md): at least 12 exercises, each with its marker line, hints and check.
+PROBLEM_SETS = ["01_superposition", "02_induction_heads"]
+
+
+@pytest.mark.parametrize("name", PROBLEM_SETS)
+def test_problem_sets_have_a_dozen_marked_exercises_each_with_hints_and_a_check(name):
+    nb = nbformat.read(find_notebooks([name])[0], as_version=4)
+    exercises = [i for i, c in enumerate(nb.cells) if is_solution(c)]
+    assert len(exercises) >= 12, f"{name}: {len(exercises)} exercises"
+    for i in exercises:
+        above = nb.cells[i - 1]
+        assert above.cell_type == "markdown" and "✏️" in above.source, f"{name} cell {i}: no exercise text above"
+        assert "Difficulty" in above.source and "Importance" in above.source and "minutes" in above.source, i
+        assert "<details>" in above.source, f"{name} cell {i}: no hints"
+        assert "check_" in nb.cells[i].source, f"{name} cell {i}: the exercise has no check"
+
+
+@pytest.mark.parametrize("name", PROBLEM_SETS)
+def test_a_learner_copy_stops_at_its_first_exercise_saying_not_answered_yet(name, tmp_path):
+    """Run as a learner would, stubs in place: the first exercise's check stops the run, with its message."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    path = find_notebooks([name])[0]
+    learner = learner_notebook(nbformat.read(path, as_version=4))
+    first = next(i for i, c in enumerate(learner.cells) if is_solution(c))
+    learner.cells = learner.cells[: first + 2]  # up to the first exercise, and one cell past it
+    ran: list[int] = []
+    client = NotebookClient(
+        learner,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        on_cell_executed=lambda cell_index, **_: ran.append(cell_index),
+    )
+    with pytest.raises(CellExecutionError) as error:
+        client.execute()
+    assert error.value.ename == "NotAnswered" and "not answered yet" in error.value.evalue
+    assert ran[-1] == first, f"stopped at cell {ran[-1]}, not at the first exercise (cell {first})"

@@ -4,3 +4,49 @@ Each ``check_<name>(fn)`` tests the learner's function in stages (shape, a case 
 the suite's reference, the edge cases behind the usual mistakes) and says what to look at when a stage fails;
 ``tests/test_checks.py`` shows that each one passes the reference answer and rejects plausible wrong ones.
 """
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import ParamSpec
+
+P = ParamSpec("P")
+
+
+class NotAnswered(Exception):
+    """An exercise still holds its stub: its check stops the notebook there, with this message and no traceback."""
+
+
+def answered(check: Callable[P, None]) -> Callable[P, None]:
+    """Wrap a check so that an exercise still holding its stub stops the run with "not answered yet"."""
+
+    @functools.wraps(check)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            check(*args, **kwargs)
+        except NotImplementedError:
+            name = getattr(args[0], "__name__", "your function") if args else "your function"
+            raise NotAnswered(
+                f"{name}: not answered yet. Replace the `raise NotImplementedError(...)` line in this cell with your "
+                "answer and run the cell again."
+            ) from None
+
+    return run
+
+
+def _quiet_in_notebooks() -> None:
+    """In IPython, show a NotAnswered as its message alone: it is an instruction, not a bug."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    if shell is None:
+        return
+
+    def show(shell, etype, value, tb, tb_offset=None):
+        print(f"✏️  {value}", file=sys.stderr)
+        return [f"{etype.__name__}: {value}"]
+
+    shell.set_custom_exc((NotAnswered,), show)
+
+
+_quiet_in_notebooks()

@@ -7,7 +7,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from interp_utils.checks import answered
 
+
+@answered
 def check_influence(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Influence on a hand-made chain emb -> f1 -> f2 -> logit (plus a direct emb -> logit edge), and on a random
     acyclic graph against the closed form w ((I - A)^-1 - I)."""
@@ -31,6 +34,7 @@ def check_influence(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     print("influence: correct.")
 
 
+@answered
 def check_threshold(fn: Callable[[Tensor, float], Tensor]) -> None:
     """The pruning threshold: the smallest score among the largest scores that make up the fraction."""
     scores = torch.tensor([0.1, 0.4, 0.2, 0.3])

@@ -7,7 +7,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from interp_utils.checks import answered
 
+
+@answered
 def check_topk(fn: Callable[[Tensor, int], Tensor]) -> None:
     """TopK on a hand-worked example: keep the k largest, ReLU them, zero the rest."""
     pre = torch.tensor([[3.0, -1.0, 2.0, 0.5], [-2.0, -1.0, -3.0, 4.0]])
@@ -23,6 +26,7 @@ def check_topk(fn: Callable[[Tensor, int], Tensor]) -> None:
     print("topk: correct.")
 
 
+@answered
 def check_mmcs(fn: Callable[[Tensor, Tensor], float]) -> None:
     """Mean max cosine similarity on known cases: the true features themselves, rescaled and shuffled; a
     dictionary missing one of two features; and one whose rows are only sign-flipped."""
@@ -45,6 +49,7 @@ def check_mmcs(fn: Callable[[Tensor, Tensor], float]) -> None:
     print("mmcs: correct.")
 
 
+@answered
 def check_explained_variance(fn: Callable[[Tensor, Tensor], float]) -> None:
     """Explained variance is 1 for a perfect reconstruction, 0 for predicting the mean, and can go negative."""
     x = torch.tensor([[1.0, 2.0], [3.0, 2.0], [2.0, 5.0]])
