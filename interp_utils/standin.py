@@ -18,6 +18,7 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 ENV = "INTERP_GPT2_STANDIN"  # "1": the test width; a number: that d_model (768 is GPT-2 small's)
+MEASURING = "INTERP_FOOTPRINT"  # set by benchmarks/footprint.py, which measures the notebooks at GPT-2's width
 TEST_WIDTH = 96  # d_model of the stand-in the tests run: 12 heads of 8 dimensions
 GPT2_SMALL: dict[str, Any] = dict(
     n_layers=12, n_heads=12, n_ctx=1024, d_vocab=50257, act_fn="gelu_new", normalization_type="LN"
@@ -25,11 +26,12 @@ GPT2_SMALL: dict[str, Any] = dict(
 
 
 def requested() -> int | None:
-    """The stand-in's width if ``INTERP_GPT2_STANDIN`` asks for one; only a test run (pytest) may ask."""
+    """The stand-in's width if ``INTERP_GPT2_STANDIN`` asks for one; only a test run (pytest) or the footprint
+    benchmark may ask."""
     value = os.environ.get(ENV, "").strip()
     if not value or value == "0":
         return None
-    if "PYTEST_CURRENT_TEST" not in os.environ:
+    if "PYTEST_CURRENT_TEST" not in os.environ and os.environ.get(MEASURING) != "1":
         raise RuntimeError(
             f"{ENV}={value!r} is set, but the GPT-2 stand-in (random weights) is for the test suite only. "
             f"Unset {ENV} to load the real GPT-2 small."
