@@ -104,3 +104,25 @@ def test_a_learner_copy_stops_at_its_first_exercise_saying_not_answered_yet(name
         client.execute()
     assert error.value.ename == "NotAnswered" and "not answered yet" in error.value.evalue
     assert ran[-1] == first, f"stopped at cell {ran[-1]}, not at the first exercise (cell {first})"
+
+
+def test_the_check_command_fails_on_a_stale_learner_copy(tmp_path, capsys):
+    lesson = tmp_path / "09_demo.ipynb"
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("def f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION")
+    cell.metadata["tags"] = ["solution"]
+    nb.cells.append(cell)
+    nbformat.write(nb, lesson)
+    with pytest.raises(SystemExit):  # no learner copy yet
+        exercises.main([str(lesson), "--check"])
+    exercises.main([str(lesson)])
+    exercises.main([str(lesson), "--check"])
+    assert "up to date" in capsys.readouterr().out
+    cell.source = cell.source.replace("return 1", "return 2")
+    nbformat.write(nb, lesson)
+    assert not exercises.stale(lesson)  # the answer changed, the learner's stub did not
+    cell.source = "def g():\n" + cell.source.split("\n", 1)[1]
+    nbformat.write(nb, lesson)
+    assert exercises.stale(lesson)
+    with pytest.raises(SystemExit):
+        exercises.main([str(lesson), "--check"])
