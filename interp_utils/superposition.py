@@ -29,6 +29,15 @@ class ToyConfig:
     relu: bool = True  # the ReLU output model; False gives the linear model x' = W^T W x + b
 
 
+def per_instance(
+    cfg: ToyConfig | AbsConfig, *values: Float[Tensor, "inst feat"] | float, device: str | torch.device = "cpu"
+) -> list[Float[Tensor, "inst feat"]]:
+    """Each value (a number, or anything that broadcasts to ``[instance, feature]``) as an ``[instance, feature]``
+    tensor on ``device``: feature probabilities and importances."""
+    shape = (cfg.n_instances, cfg.n_features)
+    return [torch.broadcast_to(torch.as_tensor(v, dtype=torch.float), shape).to(device) for v in values]
+
+
 class ToyModel(nn.Module):
     """``n_instances`` independent toy models with per-instance feature probability and importance."""
 
@@ -41,11 +50,7 @@ class ToyModel(nn.Module):
     ):
         super().__init__()
         self.cfg = cfg
-        shape = (cfg.n_instances, cfg.n_features)
-        self.feature_probability = torch.broadcast_to(torch.as_tensor(feature_probability, dtype=torch.float), shape)
-        self.importance = torch.broadcast_to(torch.as_tensor(importance, dtype=torch.float), shape)
-        self.feature_probability = self.feature_probability.to(device)
-        self.importance = self.importance.to(device)
+        self.feature_probability, self.importance = per_instance(cfg, feature_probability, importance, device=device)
         self.W = nn.Parameter(nn.init.xavier_normal_(torch.empty(cfg.n_instances, cfg.n_hidden, cfg.n_features)))
         self.b_final = nn.Parameter(torch.zeros(cfg.n_instances, cfg.n_features))
         self.to(device)
@@ -185,10 +190,7 @@ class AbsModel(nn.Module):
     ):
         super().__init__()
         self.cfg = cfg
-        shape = (cfg.n_instances, cfg.n_features)
-        self.feature_probability = torch.broadcast_to(torch.as_tensor(feature_probability, dtype=torch.float), shape)
-        self.importance = torch.broadcast_to(torch.as_tensor(importance, dtype=torch.float), shape)
-        self.feature_probability, self.importance = self.feature_probability.to(device), self.importance.to(device)
+        self.feature_probability, self.importance = per_instance(cfg, feature_probability, importance, device=device)
         n, m, k = cfg.n_instances, cfg.n_neurons, cfg.n_features
         self.W1 = nn.Parameter(nn.init.xavier_normal_(torch.empty(n, m, k)))
         self.W2 = nn.Parameter(nn.init.xavier_normal_(torch.empty(n, k, m)))
