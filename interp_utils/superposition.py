@@ -64,8 +64,7 @@ class ToyModel(nn.Module):
         if features.shape[1:] != self.importance.shape:
             expected = f"[batch, {self.cfg.n_instances}, {self.cfg.n_features}]"
             raise ValueError(f"features must be {expected}, got {tuple(features.shape)}.")
-        out = torch.einsum("bih,ihf->bif", self.hidden(features), self.W) + self.b_final
-        return torch.relu(out) if self.cfg.relu else out
+        return toy_forward(self.W, self.b_final, features, self.cfg.relu)
 
     def target(self, features: Tensor) -> Tensor:
         """What the model should output: its input."""
@@ -76,10 +75,14 @@ class ToyModel(nn.Module):
         return generate_batch(self.feature_probability, batch)
 
 
-def generate_batch(feature_probability: Float[Tensor, "inst feat"], batch: int) -> Float[Tensor, "batch inst feat"]:
-    """``batch`` samples: each feature uniform in [0, 1] with its probability, else 0."""
+def generate_batch(
+    feature_probability: Float[Tensor, "inst feat"], batch: int, low: float = 0.0
+) -> Float[Tensor, "batch inst feat"]:
+    """``batch`` samples: each feature uniform in [``low``, 1] with its probability, else 0."""
     shape = (batch, *feature_probability.shape)
     values = torch.rand(shape, device=feature_probability.device)
+    if low:
+        values = values * (1 - low) + low
     present = torch.rand(shape, device=feature_probability.device) <= feature_probability
     return values * present
 
@@ -91,17 +94,8 @@ def toy_forward(
     relu: bool = True,
 ) -> Float[Tensor, "batch inst feat"]:
     """x' = ReLU(W^T W x + b) for every instance (no ReLU: the linear model)."""
-    out = torch.einsum("ihf,bih->bif", W, torch.einsum("ihf,bif->bih", W, features)) + b
+    out = torch.einsum("bih,ihf->bif", torch.einsum("bif,ihf->bih", features, W), W) + b
     return torch.relu(out) if relu else out
-
-
-def train_step(model: ToyModel, optimizer: torch.optim.Optimizer, features: Tensor) -> float:
-    """One step of the paper's loss on ``features``; returns the loss before the step."""
-    loss = weighted_mse(toy_forward(model.W, model.b_final, features, model.cfg.relu), features, model.importance)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
 
 
 def weighted_mse(out: Tensor, features: Tensor, importance: Tensor) -> Tensor:
@@ -109,8 +103,19 @@ def weighted_mse(out: Tensor, features: Tensor, importance: Tensor) -> Tensor:
     return (importance * (out - features) ** 2).mean(dim=(0, 2)).sum()
 
 
+def train_step(
+    model: ToyModel | AbsModel, optimizer: torch.optim.Optimizer, features: Tensor, loss_fn: LossFn = weighted_mse
+) -> float:
+    """One step of the paper's loss (or ``loss_fn``) on ``features``; returns the loss before the step."""
+    loss = loss_fn(model(features), model.target(features), model.importance)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def train_toy_model(
-    model: ToyModel,
+    model: ToyModel | AbsModel,
     steps: int = 5_000,
     batch_size: int = 1024,
     lr: float = 1e-3,
@@ -122,14 +127,9 @@ def train_toy_model(
     losses = []
     bar = tqdm(range(steps), desc="training toy models", disable=not progress, mininterval=1.0)
     for step in bar:
-        features = model.generate_batch(batch_size)
-        loss = loss_fn(model(features), model.target(features), model.importance)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+        losses.append(train_step(model, opt, model.generate_batch(batch_size), loss_fn))
         if step % 100 == 0:
-            bar.set_postfix(loss=f"{loss.item() / model.cfg.n_instances:.4g}")
+            bar.set_postfix(loss=f"{losses[-1] / model.cfg.n_instances:.4g}")
     return losses
 
 
@@ -207,14 +207,7 @@ class AbsModel(nn.Module):
 
     def generate_batch(self, batch: int) -> Float[Tensor, "batch inst feat"]:
         """Features uniform in [-1, 1], each present with its instance's feature probability."""
-        return signed_batch(self.feature_probability, batch)
-
-
-def signed_batch(feature_probability: Float[Tensor, "inst feat"], batch: int) -> Float[Tensor, "batch inst feat"]:
-    """``batch`` samples: each feature uniform in [-1, 1] with its probability, else 0."""
-    shape = (batch, *feature_probability.shape)
-    values = torch.rand(shape, device=feature_probability.device) * 2 - 1
-    return values * (torch.rand(shape, device=feature_probability.device) <= feature_probability)
+        return generate_batch(self.feature_probability, batch, low=-1.0)
 
 
 def abs_forward(
