@@ -38,6 +38,8 @@ import nbformat
 import torch
 from nbclient import NotebookClient
 
+from interp_utils.footprint import share_that_fits
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 OUT = ROOT / "data" / "footprint.json"
@@ -198,10 +200,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.only and not any(name.startswith(p) for p in args.only):
             continue
         levels = tuple(args.levels) if args.levels else plan.levels
-        measured = [run(NOTEBOOKS / f"{name}.ipynb", base | budgets(plan, s), args.timeout) for s in levels]
+        settings = [budgets(plan, s) for s in levels]
+        measured = [run(NOTEBOOKS / f"{name}.ipynb", base | env, args.timeout) for env in settings]
         raw[name] = {
             "fractions": list(levels),
-            "settings": [budgets(plan, s) for s in levels],
+            "settings": settings,
             "seconds": [round(m[0], 1) for m in measured],
             "peak_bytes": [m[1] for m in measured],
         }
@@ -247,11 +250,11 @@ def needs(result: dict) -> dict[str, dict]:
             peak += size * (min(plan.budgets[param], cap) - min(measured, cap))
         ram = max(peak, result["gpt2_load_bytes"])  # the stand-in skips from_pretrained's conversion copies
         slope = m1 if plan.memory == "fit" and m0 + m1 >= max(raw[name]["peak_bytes"]) else 0.0
+        peak_gb_fit = [round((peak - slope) / 1e9, 3), round(slope / 1e9, 3)]  # peak at budget fraction s: a + b s
         rows[name] = {
-            "peak_gb_fit": [
-                round((peak - slope) / 1e9, 3),
-                round(slope / 1e9, 3),
-            ],  # peak at budget fraction s: a + b s
+            "peak_gb_fit": peak_gb_fit,
+            # the share of the full budgets a T4 holds (its memory holds the tensors: the peak less an idle kernel)
+            "t4_share": share_that_fits([peak_gb_fit[0] - idle / 1e9, peak_gb_fit[1]], T4_MEMORY / 1e9),
             "cpu_minutes": round((t0 + t1) / 60, 1),
             "ram_gb": round(ram / 1e9, 2),
             "t4_minutes": round((max(t0, 0.0) + t1 / speedup) / 60, 1),

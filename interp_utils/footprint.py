@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from interp_utils.loading import GPT2_NAMES, banner
+
 FOOTPRINT = Path(__file__).resolve().parent.parent / "data" / "footprint.json"
 CHECK = "INTERP_MEMORY_CHECK"  # 0: load GPT-2 whatever this machine's memory
 MIN_FRACTION = 0.05  # below this share of its full-mode budgets a notebook on GPT-2 shows nothing worth the wait
@@ -41,42 +43,54 @@ def available_memory() -> int | None:
     return min(sizes) if sizes else None
 
 
-def affordable(notebook: str, device: str | torch.device = "cpu", path: Path = FOOTPRINT) -> float:
-    """The largest fraction (0 to 1) of ``notebook``'s full-mode budgets that this machine holds on GPT-2, by its
-    measured peak memory (a + b s at fraction s): in RAM on a CPU; on a GPU, the tensors in GPU memory and the
-    loading peak in RAM. 1 where the memory cannot be read."""
-    result = measured(path)
+def share_that_fits(peak_gb_fit: list[float], room_gb: float) -> float:
+    """The largest fraction s (0 to 1) of the full-mode budgets whose peak memory a + b s (GB) fits in ``room_gb``."""
+    a, b = peak_gb_fit
+    if room_gb < a:
+        return 0.0
+    return 1.0 if b <= 0 else min(1.0, (room_gb - a) / b)
+
+
+def _needs(result: dict, notebook: str) -> dict:
     needs = result["notebooks"]
     if notebook not in needs:
         known = ", ".join(sorted(needs))
         raise KeyError(f"No footprint measured for {notebook!r} (measured: {known}); run benchmarks/footprint.py.")
-    (a, b), load, idle = (
-        needs[notebook]["peak_gb_fit"],
-        result["gpt2_load_bytes"] / 1e9,
-        result["idle_kernel_bytes"] / 1e9,
-    )
+    return needs[notebook]
+
+
+def _affordable(result: dict, notebook: str, device: str | torch.device) -> float:
+    fit, load = _needs(result, notebook)["peak_gb_fit"], result["gpt2_load_bytes"] / 1e9
     ram, on_gpu = available_memory(), torch.device(device).type == "cuda"
-    if ram is not None and ram / 1e9 < (load if on_gpu else max(load, a)):
+    if ram is not None and ram / 1e9 < load:
         return 0.0
-    room = None if ram is None or on_gpu else ram / 1e9 - a
-    if on_gpu:
-        room = torch.cuda.get_device_properties(torch.device(device)).total_memory / 1e9 - (a - idle)
-    if room is None:
-        return 1.0
-    if b <= 0:  # the need does not grow with the budgets
-        return 1.0 if room >= 0 else 0.0
-    return min(1.0, max(0.0, room / b))
+    if on_gpu:  # the tensors live in GPU memory: the kernel's peak less an idle kernel's
+        idle = result["idle_kernel_bytes"] / 1e9
+        gpu = torch.cuda.get_device_properties(torch.device(device)).total_memory / 1e9
+        return share_that_fits([fit[0] - idle, fit[1]], gpu)
+    return 1.0 if ram is None else share_that_fits(fit, ram / 1e9)
+
+
+def affordable(notebook: str, device: str | torch.device = "cpu", path: Path = FOOTPRINT) -> float:
+    """The largest fraction (0 to 1) of ``notebook``'s full-mode budgets that this machine holds on GPT-2, by its
+    measured peak memory (a + b s at fraction s): in RAM on a CPU; on a GPU, the tensors in GPU memory and the
+    loading peak in RAM. 1 where the memory cannot be read."""
+    return _affordable(measured(path), notebook, device)
+
+
+def _checked(model: str) -> bool:
+    return model in GPT2_NAMES and os.environ.get(CHECK, "1").strip() != "0"
 
 
 def choose_model(model: str, notebook: str, device: str | torch.device = "cpu", path: Path = FOOTPRINT) -> str:
     """``model``, unless it is GPT-2 and this machine cannot hold ``notebook`` on it even with cut budgets (below
     ``MIN_FRACTION`` of full mode): then ``"bundled"``, with a banner that gives the figures.
     ``INTERP_MEMORY_CHECK=0`` skips the check."""
-    if model not in ("gpt2", "gpt2-small") or os.environ.get(CHECK, "1").strip() == "0":
+    if not _checked(model):
         return model
-    fraction = affordable(notebook, device, path)
-    need = measured(path)["notebooks"][notebook]
-    if fraction >= MIN_FRACTION:
+    result = measured(path)
+    need = _needs(result, notebook)
+    if _affordable(result, notebook, device) >= MIN_FRACTION:
         print(
             f"{notebook} on GPT-2 small in full mode takes about {need['cpu_minutes']:.0f} minutes on a 2-core CPU and "
             f"about {need['t4_minutes']:.0f} on a Colab T4 (measured and estimated by benchmarks/footprint.py)."
@@ -84,13 +98,14 @@ def choose_model(model: str, notebook: str, device: str | torch.device = "cpu", 
         return model
     ram = available_memory()
     here = f"{ram / 1e9:.1f} GB of memory here" if ram is not None else "this machine's memory"
-    bar = "=" * 100
-    print(
-        f"{bar}\nGPT-2 small does not fit this machine for {notebook} ({here}; it needs {need['ram_gb']:.1f} GB "
-        f"in full mode, and loading GPT-2 alone peaks at {measured(path)['gpt2_load_bytes'] / 1e9:.1f} GB: measured by "
-        f"benchmarks/footprint.py, see the index).\nRunning on the BUNDLED model instead: its numbers are its own, "
-        f"not GPT-2's. Set {CHECK}=0 to try GPT-2 anyway.\n{bar}"
-    )
+    load = result["gpt2_load_bytes"] / 1e9
+    lines = [
+        f"GPT-2 small does not fit this machine for {notebook} ({here}; it needs {need['ram_gb']:.1f} GB in full mode,",
+        f"and loading GPT-2 alone peaks at {load:.1f} GB: measured by benchmarks/footprint.py, see the index).",
+        "Running on the BUNDLED model instead: its numbers are its own, not GPT-2's.",
+        f"Set {CHECK}=0 to try GPT-2 anyway.",
+    ]
+    print(banner(lines))
     return "bundled"
 
 
@@ -99,7 +114,7 @@ def shrink(
 ) -> int:
     """A budget (``value`` of a full-mode ``full``), cut to what this machine holds when ``model`` is GPT-2, with a
     banner when it is cut; unchanged otherwise."""
-    if model not in ("gpt2", "gpt2-small") or os.environ.get(CHECK, "1").strip() == "0":
+    if not _checked(model):
         return value
     most = int(affordable(notebook, device, path) * full)
     if value <= most:

@@ -14,6 +14,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from interp_utils import standin
 
 BUNDLED_NAME = "bundled"
+GPT2_NAMES = ("gpt2", "gpt2-small")  # what MODEL may say for GPT-2 small
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "bundled-gpt2"
 HUB_HOST = "huggingface.co"
 
@@ -84,7 +85,7 @@ def load_model(name: str = "gpt2", device: str | torch.device | None = None, ver
         if verbose:
             print(banner([f"Loaded the bundled model ({model.cfg.model_name}), as asked: MODEL='bundled'."]))
         return model
-    if name in ("gpt2", "gpt2-small") and (width := standin.requested()) is not None:
+    if name in GPT2_NAMES and (width := standin.requested()) is not None:
         model = standin.gpt2_standin(width, device=device)
         print(
             banner(
