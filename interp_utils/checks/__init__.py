@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import ParamSpec
+from typing import Any, ParamSpec
+
+import torch
 
 P = ParamSpec("P")
 
@@ -34,6 +36,34 @@ def answered(check: Callable[P, None]) -> Callable[P, None]:
             ) from None
 
     return run
+
+
+def compare_training_steps(
+    fn: Callable[..., float],
+    reference: Callable[..., float],
+    fresh: Callable[[], tuple[Any, torch.optim.Optimizer]],
+    batch: torch.Tensor,
+    weights: Callable[[Any], list[torch.Tensor]],
+    optimiser: str,
+) -> None:
+    """Two steps of a learner's ``fn(model, optimizer, batch)`` against ``reference`` on twin models from ``fresh``:
+    the loss (a float, before the step), that the first of ``weights`` moves, and that all of them match."""
+    (mine, my_opt), (want, want_opt) = fresh(), fresh()
+    for step in range(2):
+        before = weights(mine)[0].detach().clone()
+        loss = fn(mine, my_opt, batch)
+        expected = reference(want, want_opt, batch)
+        if not isinstance(loss, float):
+            raise AssertionError(f"Return the loss as a Python float (loss.item()), got {type(loss).__name__}.")
+        if abs(loss - expected) > 1e-5:
+            raise AssertionError(f"Step {step + 1}: the loss before the step should be {expected:.5f}, got {loss:.5f}.")
+        if torch.equal(before, weights(mine)[0].detach()):
+            raise AssertionError("The weights did not change: call loss.backward() and then optimizer.step().")
+        if not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(weights(mine), weights(want), strict=True)):
+            raise AssertionError(
+                f"After step {step + 1} the weights differ from one {optimiser} step on the loss. Clear the gradients "
+                "(optimizer.zero_grad()) every step: otherwise they add up across steps."
+            )
 
 
 def _quiet_in_notebooks() -> None:

@@ -10,7 +10,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp_utils import hooks
-from interp_utils.checks import answered
+from interp_utils.checks import answered, compare_training_steps
 from interp_utils.heads import (
     attn_only_config,
     full_ov_circuit,
@@ -172,22 +172,7 @@ def check_train_step(fn: Callable[..., float]) -> None:
         return model, torch.optim.AdamW(model.parameters(), lr=1e-2)
 
     tokens = torch.randint(0, 20, (4, 12), generator=torch.Generator().manual_seed(0))
-    (mine, my_opt), (want, want_opt) = fresh(), fresh()
-    for step in range(2):
-        before = mine.W_Q.detach().clone()
-        loss = fn(mine, my_opt, tokens)
-        expected = train_step(want, want_opt, tokens)
-        if not isinstance(loss, float):
-            raise AssertionError(f"Return the loss as a Python float (loss.item()), got {type(loss).__name__}.")
-        if abs(loss - expected) > 1e-5:
-            raise AssertionError(f"Step {step + 1}: the loss before the step should be {expected:.5f}, got {loss:.5f}.")
-        if torch.equal(before, mine.W_Q.detach()):
-            raise AssertionError("The weights did not change: call loss.backward() and then optimizer.step().")
-        if not torch.allclose(mine.W_Q, want.W_Q, atol=1e-5):
-            raise AssertionError(
-                f"After step {step + 1} the weights differ from one AdamW step on the loss: clear the gradients "
-                "(optimizer.zero_grad()) every step."
-            )
+    compare_training_steps(fn, train_step, fresh, tokens, lambda m: [m.W_Q], "AdamW")
     print("training step: correct.")
 
 

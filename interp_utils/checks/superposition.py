@@ -9,7 +9,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp_utils import superposition as ref
-from interp_utils.checks import answered
+from interp_utils.checks import answered, compare_training_steps
 from interp_utils.superposition import LossFn, ToyConfig, ToyModel
 
 
@@ -139,22 +139,7 @@ def check_train_step(fn: Callable[..., float]) -> None:
 
     torch.manual_seed(1)
     features = ref.generate_batch(torch.full((2, 4), 0.5), 64)
-    (mine, my_opt), (want, want_opt) = fresh(), fresh()
-    for step in range(2):
-        before = mine.W.detach().clone()
-        loss = fn(mine, my_opt, features)
-        expected = ref.train_step(want, want_opt, features)
-        if not isinstance(loss, float):
-            raise AssertionError(f"Return the loss as a Python float (loss.item()), got {type(loss).__name__}.")
-        if abs(loss - expected) > 1e-5:
-            raise AssertionError(f"Step {step + 1}: the loss before the step should be {expected:.5f}, got {loss:.5f}.")
-        if torch.equal(before, mine.W.detach()):
-            raise AssertionError("The weights did not change: call loss.backward() and then optimizer.step().")
-        if not torch.allclose(mine.W, want.W, atol=1e-5) or not torch.allclose(mine.b_final, want.b_final, atol=1e-5):
-            raise AssertionError(
-                f"After step {step + 1} the weights differ from one Adam step on the loss. Clear the gradients "
-                "(optimizer.zero_grad()) every step: otherwise they add up across steps."
-            )
+    compare_training_steps(fn, ref.train_step, fresh, features, lambda m: [m.W, m.b_final], "Adam")
     print("train_step: correct.")
 
 
