@@ -59,3 +59,13 @@ def layer_direct_effects(model: HookedTransformer, cache: ActivationCache, batch
         if not model.cfg.attn_only:
             out[f"mlp {layer}"] = project(hooks.name("mlp_out", layer))
     return out
+
+
+def head_output_along(
+    model: HookedTransformer, cache: ActivationCache, batch: IOIBatch, layer: int, head: int, tokens: Tensor
+) -> Float[Tensor, " batch"]:
+    """One head's output at each prompt's last token projected onto the unembedding of that prompt's entry of
+    ``tokens`` (e.g. ``batch.io``), as in Wang et al.'s Figure 3c (no LayerNorm scale: the raw dot product)."""
+    read, _ = _at_end(model, cache, batch)
+    out = read(hooks.name("z", layer))[:, head] @ model.W_O[layer, head].detach().cpu()  # [batch, d_model]
+    return (out * model.W_U[:, tokens].T.detach().cpu()).sum(-1)

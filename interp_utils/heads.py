@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens.components import TransformerBlock
 
 from interp_utils import hooks
 from interp_utils.hooks import Hook
@@ -254,6 +255,22 @@ def ov_top1_copying(
             hits += ((W_E[chunk] @ ov @ W_U).argmax(-1) == chunk).sum().item()
         out[(layer, head)] = hits / n
     return out
+
+
+@torch.inference_mode()
+def copying_score(
+    model: HookedTransformer, layer: int, head: int, tokens: Int[Tensor, " n"], k: int = 5, negative: bool = False
+) -> float:
+    """Wang et al.'s copying score: the share of ``tokens`` found among the top ``k`` logits when one head's OV circuit
+    reads each token (its embedding after the first MLP, as if the head attended only to it) and its output goes
+    straight through the final LayerNorm and the unembedding. ``negative`` scores the negated output."""
+    tokens = tokens.to(model.W_E.device)
+    x = model.W_E[tokens][:, None]  # [n, 1, d_model]
+    block = cast(TransformerBlock, model.blocks[0])
+    x = x + block.mlp(block.ln2(x))
+    out = x @ model.W_V[layer, head] @ model.W_O[layer, head]
+    logits = model.unembed(model.ln_final(-out if negative else out))[:, 0]
+    return (logits.topk(k, -1).indices == tokens[:, None]).any(-1).float().mean().item()
 
 
 def full_ov_circuit(model: HookedTransformer, layer: int, head: int) -> Float[Tensor, "vocab vocab"]:

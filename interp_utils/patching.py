@@ -15,15 +15,15 @@ from typing import Literal
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
+from transformer_lens import ActivationCache, HookedTransformer
 
 from interp_utils import hooks
-from interp_utils.heads import z_replacement_hooks
 from interp_utils.hooks import Hook, hook_layer
 
 Metric = Callable[[Float[Tensor, "batch pos vocab"]], Float[Tensor, " batch"]]  # one value per prompt
 MAX_LOGITS = 5e7  # default cap on the logits one pass may hold (copies x batch x pos x vocab numbers)
 Head = tuple[int, int]
+Cache = dict[str, Tensor] | ActivationCache  # activations by hook name (run_with_cache gives one)
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def _write(view: Tensor, src: Tensor, patch: Patch, positions: dict[str, Tensor]
 def patch_sweep(
     model: HookedTransformer,
     tokens: Int[Tensor, "batch pos"],
-    source: dict[str, Tensor],
+    source: Cache,
     patches: Sequence[Patch],
     metric: Metric,
     positions: dict[str, Int[Tensor, " batch"]] | None = None,
@@ -133,8 +133,8 @@ def patch_sweep(
 def path_patch_heads(
     model: HookedTransformer,
     tokens: Int[Tensor, "batch pos"],
-    clean_cache: dict[str, Tensor],
-    corrupt_cache: dict[str, Tensor],
+    clean_cache: Cache,
+    corrupt_cache: Cache,
     senders: Sequence[Head],
     metric: Metric,
     receivers: Sequence[Head] | None = None,
@@ -158,39 +158,67 @@ def path_patch_heads(
     return torch.stack(out).cpu()
 
 
-def _path_patch_chunk(model, tokens, clean_cache, corrupt_cache, chunk, metric, receivers, receiver_input) -> list:
-    """Path patching for a few senders at once, one copy of the batch per sender."""
-    batch, n = tokens.shape[0], len(chunk)
+def freeze_hooks(clean_cache: Cache, corrupt_cache: Cache, senders: Sequence[Head], n_layers: int) -> list[Hook]:
+    """Path patching's first step for a run of ``len(senders)`` stacked copies of the batch: every head's ``z``
+    frozen at its clean value, except that copy ``i`` takes sender ``i``'s ``z`` from ``corrupt_cache``."""
+    n = len(senders)
 
     def freeze(z: Tensor, hook) -> Tensor:
-        view = z.unflatten(0, (n, batch))
+        view = z.unflatten(0, (n, z.shape[0] // n))
         view[:] = clean_cache[hook.name].to(z.device, z.dtype)
-        for copy, (s_layer, s_head) in enumerate(chunk):
+        for copy, (s_layer, s_head) in enumerate(senders):
             if s_layer == hook.layer():
                 view[copy, :, :, s_head] = corrupt_cache[hook.name][:, :, s_head].to(z.device, z.dtype)
         return z
 
-    frozen = [(name, freeze) for name in hooks.layer_names("z", model.cfg.n_layers)]
-    big = tokens.repeat(n, 1)
-    if receivers is None:
-        return [metric(part).mean() for part in model.run_with_hooks(big, fwd_hooks=frozen).split(batch)]
-    layers = sorted({layer for layer, _ in receivers})
+    return [(name, freeze) for name in hooks.layer_names("z", n_layers)]
+
+
+@torch.inference_mode()
+def receiver_inputs(
+    model: HookedTransformer,
+    tokens: Int[Tensor, "batch pos"],
+    clean_cache: Cache,
+    corrupt_cache: Cache,
+    senders: Sequence[Head],
+    layers: Sequence[int],
+    receiver_input: Literal["q", "k", "v"] = "q",
+) -> dict[str, Tensor]:
+    """The ``receiver_input`` ("q", "k" or "v") of every head at ``layers`` in path patching's first run: one copy
+    of the batch per sender (stacked along the batch axis), that sender corrupted and all other heads frozen clean."""
+    if receiver_input not in ("q", "k", "v"):
+        raise ValueError(f"receiver_input must be 'q', 'k' or 'v', got {receiver_input!r}.")
     saved: dict[str, Tensor] = {}
 
     def save(act: Tensor, hook) -> None:
         saved[hook.name] = act.clone()
 
-    names = [hooks.name(receiver_input, layer) for layer in layers]
+    names = [hooks.name(receiver_input, layer) for layer in sorted(set(layers))]
     model.run_with_hooks(
-        big, return_type=None, fwd_hooks=frozen + [(name, save) for name in names], stop_at_layer=layers[-1] + 1
+        tokens.repeat(len(senders), 1),
+        return_type=None,
+        fwd_hooks=freeze_hooks(clean_cache, corrupt_cache, senders, model.cfg.n_layers) + [(n, save) for n in names],
+        stop_at_layer=max(layers) + 1,
     )
+    return saved
+
+
+def _path_patch_chunk(model, tokens, clean_cache, corrupt_cache, chunk, metric, receivers, receiver_input) -> list:
+    """Path patching for a few senders at once, one copy of the batch per sender."""
+    batch, n = tokens.shape[0], len(chunk)
+    big = tokens.repeat(n, 1)
+    if receivers is None:
+        frozen = freeze_hooks(clean_cache, corrupt_cache, chunk, model.cfg.n_layers)
+        return [metric(part).mean() for part in model.run_with_hooks(big, fwd_hooks=frozen).split(batch)]
+    layers = sorted({layer for layer, _ in receivers})
+    saved = receiver_inputs(model, tokens, clean_cache, corrupt_cache, chunk, layers, receiver_input)
 
     def replace(act: Tensor, hook) -> Tensor:
         heads_here = [h for layer, h in receivers if layer == hook.layer()]
         act[:, :, heads_here] = saved[hook.name][:, :, heads_here]
         return act
 
-    logits = model.run_with_hooks(big, fwd_hooks=[(name, replace) for name in names])
+    logits = model.run_with_hooks(big, fwd_hooks=[(name, replace) for name in saved])
     return [metric(part).mean() for part in logits.split(batch)]
 
 
@@ -200,7 +228,7 @@ def _path_patch_chunk(model, tokens, clean_cache, corrupt_cache, chunk, metric, 
 def attribution_patch_heads(
     model: HookedTransformer,
     tokens: Int[Tensor, "batch pos"],
-    source_cache: dict[str, Tensor],
+    source_cache: Cache,
     metric: Metric,
 ) -> Float[Tensor, "layer head"]:
     """Linear estimate of patching each head's ``z`` from ``source_cache`` into a run on ``tokens``.
@@ -230,26 +258,66 @@ def attribution_patch_heads(
 # ---------------------------------------------------------------- circuits
 
 
+Kept = Head | tuple[int, int, str]  # (layer, head): at every position; (layer, head, pos): only at a named position
+
+
+def ablate_except(
+    z: Float[Tensor, "batch pos head d_head"],
+    means: Float[Tensor, "batch pos head d_head"],
+    keep: Sequence[tuple[int, Int[Tensor, " batch"] | None]],
+) -> Float[Tensor, "batch pos head d_head"]:
+    """``means`` everywhere except the kept entries of ``z``: each ``(head, pos)`` of ``keep`` keeps that head's
+    ``z`` at each prompt's own position ``pos[b]``, or at every position when ``pos`` is None."""
+    out = means.to(z.device, z.dtype).clone()
+    rows = torch.arange(z.shape[0], device=z.device)
+    for head, pos in keep:
+        if pos is None:
+            out[:, :, head] = z[:, :, head]
+        else:
+            out[rows, pos.to(z.device), head] = z[rows, pos.to(z.device), head]
+    return out
+
+
+def group_means(reference: Float[Tensor, "batch pos ..."], groups: Int[Tensor, " batch"]) -> Tensor:
+    """Each prompt's row replaced by the mean of the rows in its group (prompts sharing a template and length)."""
+    groups = groups.to(reference.device)
+    means = torch.empty_like(reference)
+    for g in groups.unique():
+        rows = (groups == g).nonzero().flatten()
+        means[rows] = reference[rows].mean(0, keepdim=True)
+    return means
+
+
 @torch.inference_mode()
 def mean_ablation_hooks(
     model: HookedTransformer,
-    reference_cache: dict[str, Tensor],
+    reference_cache: Cache,
     groups: Int[Tensor, " batch"],
-    keep: Sequence[Head],
+    keep: Sequence[Kept],
+    positions: dict[str, Int[Tensor, " batch"]] | None = None,
+    ablate: Callable[..., Tensor] = ablate_except,
 ) -> list[Hook]:
-    """Hooks that replace the ``z`` of every head not in ``keep`` with its mean over the reference prompts of
-    the same group (prompts sharing a template and length), position by position, as Wang et al. do."""
-    keep_set = {(int(layer), int(head)) for layer, head in keep}
-    groups = groups.cpu()
-    replacements: dict[int, tuple[list[int], Tensor | float]] = {}
+    """Hooks that replace every head's ``z`` outside ``keep`` with its mean over the reference prompts of the same
+    group, position by position, as Wang et al. do. ``keep`` holds heads ``(layer, head)``, kept at every position,
+    or ``(layer, head, pos)`` pairs, kept only at each prompt's position ``positions[pos]``.
+    ``ablate(z, means, keep)`` does the replacing (notebook 03's learner writes one)."""
+    by_layer: dict[int, list[tuple[int, Tensor | None]]] = defaultdict(list)
+    for item in keep:
+        if len(item) == 3:
+            if positions is None or item[2] not in positions:
+                raise KeyError(f"{item} keeps a head at {item[2]!r}: pass positions with that key (batch.positions).")
+            by_layer[int(item[0])].append((int(item[1]), positions[item[2]]))
+        else:
+            by_layer[int(item[0])].append((int(item[1]), None))
+    out: list[Hook] = []
     for layer in range(model.cfg.n_layers):
-        ablate = [h for h in range(model.cfg.n_heads) if (layer, h) not in keep_set]
-        if not ablate:
+        keep_here = by_layer.get(layer, [])
+        if {h for h, pos in keep_here if pos is None} == set(range(model.cfg.n_heads)):
             continue
-        ref = reference_cache[hooks.name("z", layer)]
-        means = torch.empty_like(ref)
-        for g in groups.unique():
-            rows = (groups == g).nonzero().flatten().to(ref.device)
-            means[rows] = ref[rows].mean(0, keepdim=True)
-        replacements[layer] = (ablate, means[:, :, ablate])
-    return z_replacement_hooks(replacements)
+        means = group_means(reference_cache[hooks.name("z", layer)], groups)
+
+        def hook(z: Tensor, hook, means: Tensor = means, keep_here: list = keep_here) -> Tensor:
+            return ablate(z, means, keep_here)
+
+        out.append((hooks.name("z", layer), hook))
+    return out

@@ -155,6 +155,45 @@ def test_mean_ablation_keeps_the_circuit_and_averages_the_rest():
     assert torch.allclose(seen["z"], ref["blocks.1.attn.hook_z"].mean(0, keepdim=True).expand_as(seen["z"]), atol=1e-6)
 
 
+def test_mean_ablation_keeps_a_head_only_at_each_prompts_own_position():
+    model, clean, corrupt = model_and_data(batch=4)
+    _, ref = model.run_with_cache(corrupt)
+    _, own = model.run_with_cache(clean)
+    at = {"S2": torch.tensor([1, 3, 2, 0])}
+    layer0 = [(0, head) for head in range(3)]  # layer 1's inputs stay clean
+    fwd = patching.mean_ablation_hooks(model, ref, torch.arange(4), [*layer0, (1, 2, "S2"), (1, 0)], at)
+    seen = {}
+    model.run_with_hooks(
+        clean, fwd_hooks=fwd + [("blocks.1.attn.hook_z", lambda z, hook: seen.setdefault("z", z.clone()))]
+    )
+    z, clean_z, ref_z = seen["z"], own["blocks.1.attn.hook_z"], ref["blocks.1.attn.hook_z"]
+    rows = torch.arange(4)
+    assert torch.allclose(z[:, :, 0], clean_z[:, :, 0])  # kept everywhere
+    assert torch.allclose(z[rows, at["S2"], 2], clean_z[rows, at["S2"], 2])  # kept at each prompt's S2 only
+    elsewhere = torch.ones(4, z.shape[1], dtype=torch.bool)
+    elsewhere[rows, at["S2"]] = False
+    assert torch.allclose(z[:, :, 2][elsewhere], ref_z[:, :, 2][elsewhere])  # every prompt its own group: its ABC run
+    assert torch.allclose(z[:, :, 1], ref_z[:, :, 1])
+    with pytest.raises(KeyError, match="pass positions"):
+        patching.mean_ablation_hooks(model, ref, torch.arange(4), [(1, 2, "IO")], at)
+
+
+def test_receiver_inputs_are_what_path_patching_replaces():
+    """The second step with the saved inputs of every head at the receivers' layer equals path patching into all."""
+    model, clean, corrupt = model_and_data(batch=2)
+    _, clean_cache = model.run_with_cache(clean)
+    _, corrupt_cache = model.run_with_cache(corrupt)
+    saved = patching.receiver_inputs(model, clean, clean_cache, corrupt_cache, [(0, 1)], [1], "v")[
+        "blocks.1.attn.hook_v"
+    ]
+    assert not torch.allclose(saved, clean_cache["blocks.1.attn.hook_v"])
+    replaced = model.run_with_hooks(clean, fwd_hooks=[("blocks.1.attn.hook_v", lambda v, hook: saved)])
+    path = patching.path_patch_heads(
+        model, clean, clean_cache, corrupt_cache, [(0, 1)], metric, [(1, 0), (1, 1), (1, 2)], "v"
+    )
+    assert torch.allclose(path, metric(replaced).mean(), atol=1e-5)
+
+
 def test_gpt2_small_shaped_model_runs_every_sweep():
     """GPT-2 small's shapes (12 x 12 heads, d_model 768, vocabulary 50257), random weights: hooks, batching, shapes."""
     cfg = dict(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, n_ctx=1024, d_vocab=50257)
