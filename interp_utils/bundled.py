@@ -12,10 +12,11 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
+from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformers import PreTrainedTokenizerFast
@@ -139,7 +140,40 @@ def evaluate(model: HookedTransformer, n_prompts: int = 400, seed: int = 123) ->
     result["ioi_heldout_names_by_heldout_template"] = {
         str(t): round(diffs[template_of == t].mean().item(), 3) for t in corpus.HELD_OUT_TEMPLATES
     }
+    result["ioi_circuit"] = ioi_circuit(model, seed=seed)
     return result
+
+
+@torch.inference_mode()
+def ioi_circuit(model: HookedTransformer, n_prompts: int = 120, seed: int = 123) -> dict:
+    """Who writes the IOI answer on notebook 03's distribution (held-out names, training templates): the direct
+    shares of attention and MLPs, and the heads whose direct paths carry it (path patching to the logits)."""
+    from interp_utils import dla, ioi, patching
+
+    batch = ioi.ioi_batch(model, ioi.default_prompts(model, n_prompts, seed=seed), seed=seed + 1)
+    clean_logits, clean_cache = model.run_with_cache(batch.tokens)
+    corrupt_logits, corrupt_cache = model.run_with_cache(batch.corrupted)
+    clean, corrupt = (
+        ioi.logit_diff(cast(Tensor, clean_logits), batch).mean().item(),
+        ioi.logit_diff(cast(Tensor, corrupt_logits), batch).mean().item(),
+    )
+    layers = dla.layer_direct_effects(model, clean_cache, batch)
+    all_heads = [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
+    to_logits = patching.path_patch_heads(
+        model, batch.tokens, clean_cache, corrupt_cache, all_heads,
+        lambda logits: ioi.normalised_logit_diff(logits, batch, clean, corrupt) - 1.0,
+    ).reshape(model.cfg.n_layers, model.cfg.n_heads)  # fmt: skip
+    end_io, end_s2 = (ioi.mean_attention(clean_cache, batch, "end", src) for src in ("IO", "S2"))
+    carriers, movers = ioi.name_movers(to_logits, end_io, end_s2)
+    return {
+        "attention_share": round(sum(v for k, v in layers.items() if k.startswith("attn")) / clean, 3),
+        "mlp_share": round(sum(v for k, v in layers.items() if k.startswith("mlp")) / clean, 3),
+        "carriers": {f"{layer}.{head}": round(to_logits[layer, head].item(), 3) for layer, head in carriers},
+        "name_movers": [f"{layer}.{head}" for layer, head in movers],
+        "attends_end_to_s2": [
+            f"{layer}.{head}" for layer, head in carriers if end_s2[layer, head] >= end_io[layer, head]
+        ],
+    }
 
 
 def write_card(path: Path, record: dict, metrics: dict) -> None:
@@ -150,6 +184,16 @@ def write_card(path: Path, record: dict, metrics: dict) -> None:
         f"uniform-attention chance {metrics['induction_chance']})"
     )
 
+    circuit = metrics["ioi_circuit"]
+    attn_share = f"{circuit['attention_share']:.1%}".replace("-0.0%", "0.0%")
+    writers = (
+        "here MLPs do, after the heads have moved the information"
+        if circuit["mlp_share"] > circuit["attention_share"]
+        else "here, too, attention writes more of it than the MLPs"
+    )
+    carriers = ", ".join(f"{head} ({value:+.2f})" for head, value in circuit["carriers"].items())
+    name_movers = ", ".join(circuit["name_movers"]) or "none"
+    s_attenders = ", ".join(circuit["attends_end_to_s2"]) or "none"
     by_template = ", ".join(f"{v} (template {t})" for t, v in metrics["ioi_heldout_names_by_heldout_template"].items())
     ioi_rows = "\n".join(
         f"| IOI mean logit diff, {label} | {d['mean_logit_diff']} (IO beats S in {d['fraction_io_beats_s']:.1%}) |"
@@ -202,6 +246,16 @@ the model generalises to some unseen templates much better than to others.
 
 For comparison, Wang et al. report a mean logit difference of 3.56 (IO beats S in 99.3%) for GPT-2 small.
 
+## Who carries the IOI answer
+Measured by `ioi_circuit` on notebook 03's distribution (held-out names, training templates, 120 prompts):
+- **Attention layers write {attn_share} of the logit difference directly, MLPs
+  {circuit["mlp_share"]:.1%}** (direct logit attribution). In GPT-2 small the name movers, attention heads, write most
+  of it (Wang et al. 2022); {writers}.
+- Heads whose direct paths (including the MLPs after them) carry the answer, by path patching to the logits
+  (change on the normalised scale): {carriers}.
+- Of these, {name_movers} attend from the last token to the IO more than to S2 (name movers, in the paper's
+  terms); {s_attenders} attend to S2 instead.
+
 ## Limits
 A toy: a {metrics["d_vocab"]}-word vocabulary, no real text, short context. It shows the mechanisms the notebooks
 study, not GPT-2's full behaviour; each notebook says when its numbers come from this model.
@@ -226,7 +280,9 @@ def main(argv: list[str] | None = None) -> None:
     model = load_bundled(args.out)
     metrics = evaluate(model)
     metrics["d_vocab"] = model.cfg.d_vocab
-    metrics["n_params"] = sum(p.numel() for p in model.parameters())
+    # the trained weights as saved, without the attention masks (loading folds the LayerNorms' weights away)
+    saved = load_file(args.out / "model.safetensors")
+    metrics["n_params"] = sum(t.numel() for k, t in saved.items() if not k.endswith((".mask", ".IGNORE")))
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_card(args.out / "MODEL_CARD.md", record, metrics)
     print(json.dumps({k: v for k, v in metrics.items() if k != "induction_scores"}, indent=2))

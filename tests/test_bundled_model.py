@@ -1,10 +1,13 @@
 """The shipped bundled model really shows what later notebooks study (measured here, not read from its card)."""
 
+import json
+
 import pytest
 
-from interp_utils import corpus
+from interp_utils import bundled, corpus
 from interp_utils.heads import induction_scores
 from interp_utils.ioi import make_ioi_prompts, prompt_logit_diffs
+from interp_utils.loading import BUNDLED_DIR
 
 
 @pytest.fixture
@@ -38,3 +41,14 @@ def test_abc_prompts_carry_no_ioi_signal(model):
     abc = prompt_logit_diffs(model, make_ioi_prompts(200, names, templates, orders=("ABC",), seed=12))
     clean = prompt_logit_diffs(model, make_ioi_prompts(200, names, templates, seed=12))
     assert abc.mean().abs() < 0.2 * clean.mean()
+
+
+def test_the_model_card_says_who_carries_the_ioi_answer(model):
+    """The card's circuit figures (metrics.json, written by ``python -m interp_utils.bundled evaluate``) are
+    what the shipped weights give."""
+    stated = json.loads((BUNDLED_DIR / "metrics.json").read_text())["ioi_circuit"]
+    measured = bundled.ioi_circuit(model)
+    assert abs(measured["attention_share"] - stated["attention_share"]) < 0.01
+    assert abs(measured["mlp_share"] - stated["mlp_share"]) < 0.01
+    assert list(measured["carriers"]) == list(stated["carriers"]) and measured["name_movers"] == stated["name_movers"]
+    assert stated["mlp_share"] > stated["attention_share"], "README and notebook 03 say the MLPs write the answer"
