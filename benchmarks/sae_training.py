@@ -19,7 +19,7 @@ import torch
 from sae_lens import SAETrainer, StandardTrainingSAE, StandardTrainingSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.config import SAETrainerConfig
 
-from interp_utils import activations, hooks, load_bundled, sae
+from interp_utils import activations, hooks, load_bundled, sae, sae_metrics
 
 
 def batches(data: torch.Tensor, batch_size: int, seed: int):
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         theirs.eval()
         for who, model_sae, seconds in (("interp_utils", ours, ours_s), ("SAELens", theirs, theirs_s)):
             with torch.no_grad():
-                result = sae.evaluate_sae(model_sae, held_out)
+                result = sae_metrics.evaluate_sae(model_sae, held_out)
             rows.append((name, who, seconds, args.tokens / seconds, result["l0"], result["explained_variance"]))
         print(
             f"{name}: interp_utils {ours_s:.1f} s, SAELens {theirs_s:.1f} s; ratio {theirs_s / ours_s:.2f}x "

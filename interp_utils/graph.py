@@ -15,7 +15,8 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from interp_utils import hooks
-from interp_utils.sae import SAE, latent_activations
+from interp_utils.sae import SAE
+from interp_utils.sae_metrics import latent_activations
 
 
 @dataclass

@@ -1,28 +1,25 @@
-"""Sparse autoencoders (Bricken et al. 2023; Gao et al. 2024) and transcoders (Dunefsky et al. 2024).
+"""Sparse autoencoders (Bricken et al. 2023; Gao et al. 2024) and transcoders (Dunefsky et al. 2024), and training.
 
-One module, two activation functions: ``relu`` (trained with an L1 penalty weighted by decoder norms, dead
-latents resampled) and ``topk`` (the k largest pre-activations kept, dead latents trained by the AuxK loss).
-With ``d_out`` set the same module is a transcoder: it reads one activation and predicts another.
-Inputs are rescaled inside the module so that E||x|| = sqrt(d_in), so the same L1 coefficient works at every
-layer and model; everything outside (``encode``, ``decode``, metrics) is in the model's own units.
+One module, two activation functions: ``relu``, trained with an L1 penalty by one of two recipes (``bricken2023``:
+plain L1 with unit-norm decoder rows and dead latents resampled; ``april2024``, Anthropic's April 2024 update: L1
+weighted by each decoder row's norm, rows unconstrained), and ``topk`` (the k largest pre-activations kept, unit-norm
+rows, dead latents trained by the AuxK loss; Gao et al.). With ``d_out`` set the same module is a transcoder: it
+reads one activation and predicts another. Inputs are rescaled inside the module so that E||x|| = sqrt(d_in), so the
+same L1 coefficient works at every layer and model; everything outside (``encode``, ``decode``, metrics) is in the
+model's own units. Measuring SAEs is :mod:`interp_utils.sae_metrics`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
-
-from interp_utils.hooks import hook_layer, mean_loss, splice_hooks, zero_past_bos
-
-DENSE = 0.1  # a latent firing on more than 10% of tokens is "dense"
 
 
 @dataclass
@@ -33,19 +30,31 @@ class SAEConfig:
     d_sae: int
     architecture: Literal["topk", "relu"] = "topk"
     k: int = 32  # topk: latents kept per token
-    l1_coeff: float = 5.0  # relu: weight of sum_i f_i ||W_dec,i||
+    l1_coeff: float = 5.0  # relu: the L1 penalty's weight
+    recipe: Literal["bricken2023", "april2024"] = "bricken2023"  # relu: how the L1 penalty and decoder norms interact
     d_out: int | None = None
     aux_k: int = 0  # topk: dead latents the AuxK loss may use (0: d_in // 2, as Gao et al.)
     aux_coeff: float = 1 / 32
     dead_tokens: int = 200_000  # a latent that has not fired for this many training tokens is dead
-    normalise_decoder: bool = True  # keep decoder rows at unit norm
 
     def __post_init__(self) -> None:
         if self.architecture not in ("topk", "relu"):
             raise ValueError(f"architecture must be 'topk' or 'relu', got {self.architecture!r}.")
+        if self.recipe not in ("bricken2023", "april2024"):
+            raise ValueError(f"recipe must be 'bricken2023' or 'april2024', got {self.recipe!r}.")
         if self.architecture == "topk" and not 0 < self.k <= self.d_sae:
             raise ValueError(f"k must be between 1 and d_sae={self.d_sae}, got {self.k}.")
         self.aux_k = self.aux_k or max(1, self.d_in // 2)
+
+    @property
+    def normalise_decoder(self) -> bool:
+        """Decoder rows kept at unit norm: TopK (Gao et al.) and Bricken et al.'s L1; not the April 2024 update's."""
+        return self.architecture == "topk" or self.recipe == "bricken2023"
+
+    @property
+    def weight_l1_by_norm(self) -> bool:
+        """The penalty is sum_i f_i ||W_dec,i|| (April 2024 update); plain sum_i f_i otherwise."""
+        return self.architecture == "relu" and self.recipe == "april2024"
 
 
 class SAE(nn.Module):
@@ -60,6 +69,8 @@ class SAE(nn.Module):
         d_out = cfg.d_out or cfg.d_in
         W_dec = torch.randn(cfg.d_sae, d_out)
         W_dec /= W_dec.norm(dim=1, keepdim=True)
+        if not cfg.normalise_decoder:
+            W_dec *= 0.1  # unconstrained rows start short, so the norm-weighted penalty can grow the useful ones
         self.W_dec = nn.Parameter(W_dec)
         # tied initialisation (Gao et al.): each latent starts reading the direction it writes
         W_enc = W_dec.T.clone() if cfg.d_out is None else torch.randn(cfg.d_in, cfg.d_sae) / cfg.d_in**0.5
@@ -110,15 +121,15 @@ class SAE(nn.Module):
         dead: Tensor | None = None,
         l1_scale: float = 1.0,
     ) -> dict[str, Tensor]:
-        """The training loss and its parts, in scaled units: squared error summed over dimensions, plus
-        the decoder-norm-weighted L1 penalty (relu) or the AuxK loss on dead latents (topk)."""
+        """The training loss and its parts, in scaled units: squared error summed over dimensions, plus the L1
+        penalty (relu; weighted by decoder norms in the April 2024 recipe) or the AuxK loss on dead latents (topk)."""
         y = (x if target is None else target) / self.out_scale
         pre = self.pre_acts(x)
         f = self.activate(pre)
         err = y - (f @ self.W_dec + self.b_dec)
         out = {"mse": err.pow(2).sum(-1).mean(), "acts": f, "err": err}
         if self.cfg.architecture == "relu":
-            out["l1"] = (f * self.W_dec.norm(dim=1)).sum(-1).mean()
+            out["l1"] = (f * self.W_dec.norm(dim=1) if self.cfg.weight_l1_by_norm else f).sum(-1).mean()
             out["loss"] = out["mse"] + l1_scale * self.cfg.l1_coeff * out["l1"]
         else:
             out["aux"] = self._aux_loss(pre, err, dead)
@@ -203,6 +214,35 @@ def _split(batch: Batch, sae: SAE) -> tuple[Tensor, Tensor | None]:
     return batch, None
 
 
+def schedule(step: int, steps: int, l1_warmup: float = 0.05, lr_decay: float = 0.2) -> tuple[float, float]:
+    """(learning-rate factor, L1 scale) at ``step`` of ``steps``: the L1 coefficient ramps up linearly over the first
+    ``l1_warmup`` of training and the learning rate falls linearly to 0 over the last ``lr_decay``."""
+    decay_from = int(steps * (1 - lr_decay))
+    lr = 1.0 if step < decay_from else (steps - step) / max(1, steps - decay_from)
+    return lr, min(1.0, step / max(1.0, l1_warmup * steps))
+
+
+def update_since_fired(since_fired: Float[Tensor, " d_sae"], acts: Float[Tensor, "batch d_sae"]) -> Tensor:
+    """Tokens since each latent last fired, after one batch: 0 where it fired in ``acts``, else one batch more."""
+    return torch.where((acts > 0).any(0), 0.0, since_fired + len(acts))
+
+
+def train_step(
+    sae: SAE, opt: torch.optim.Optimizer, x: Tensor, dead: Tensor, l1_scale: float, y: Tensor | None = None
+) -> dict[str, Tensor]:
+    """One optimiser step on the SAE loss; with unit-norm decoder rows, the gradient along each row is removed
+    before the step and the rows renormalised after it. Returns the loss parts (``SAE.losses``)."""
+    out = sae.losses(x, y, dead=dead, l1_scale=l1_scale)
+    opt.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    if sae.cfg.normalise_decoder:
+        sae.remove_parallel_grads_()
+    opt.step()
+    if sae.cfg.normalise_decoder:
+        sae.normalise_decoder_()
+    return out
+
+
 def train_sae(
     sae: SAE,
     data: Tensor | Iterator[Batch],
@@ -215,14 +255,18 @@ def train_sae(
     log_every: int = 10,
     progress: bool = True,
     desc: str | None = None,
+    step_fn: Callable[..., dict[str, Tensor]] | None = None,
 ) -> TrainLog:
     """Adam on ``n_tokens`` activations (a tensor, shuffled, or an iterator of batches such as an ActivationBuffer).
 
     The L1 coefficient warms up over the first ``l1_warmup`` of training and the learning rate decays to 0 over
-    the last ``lr_decay`` (Anthropic's April 2024 recipe). ReLU SAEs resample dead latents at the fractions in
-    ``resample_at`` (Bricken et al.); TopK SAEs train them with the AuxK loss. Dead means not fired for
-    ``min(cfg.dead_tokens, n_tokens // 4)`` tokens.
+    the last ``lr_decay`` (Anthropic's April 2024 recipe). ReLU SAEs of the ``bricken2023`` recipe resample dead
+    latents at the fractions in ``resample_at``; TopK SAEs train them with the AuxK loss. Dead means not fired for
+    ``min(cfg.dead_tokens, n_tokens // 4)`` tokens. ``step_fn(sae, opt, x, dead, l1_scale)`` replaces
+    :func:`train_step` (an autoencoder only: notebook 04's learner writes one).
     """
+    if step_fn is not None and sae.is_transcoder:
+        raise ValueError("step_fn takes an autoencoder's batch; train a transcoder with the built-in step.")
     batches = tensor_batches(data, batch_size) if isinstance(data, Tensor) else data
     first = next(batches)
     device = sae.W_dec.device
@@ -231,13 +275,11 @@ def train_sae(
         sae.init_from_data(x0.to(device), None if y0 is None else y0.to(device))
     steps = max(1, n_tokens // len(first))
     opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.9, 0.999))
-    decay_from = int(steps * (1 - lr_decay))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 1.0 if s < decay_from else (steps - s) / max(1, steps - decay_from)
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: schedule(s, steps, l1_warmup, lr_decay)[0])
     window = min(sae.cfg.dead_tokens, max(1, n_tokens // 4))
     since_fired = torch.zeros(sae.cfg.d_sae, device=device)
-    resample_steps = {int(steps * f) for f in resample_at} if sae.cfg.architecture == "relu" else set()
+    resamples = sae.cfg.architecture == "relu" and sae.cfg.recipe == "bricken2023"
+    resample_steps = {int(steps * f) for f in resample_at} if resamples else set()
     log, batch = TrainLog(), first
     keys = ["tokens", "loss", "mse", "explained_variance", "l0", "dead_fraction"]
     log.history = {k: [] for k in keys}
@@ -246,18 +288,11 @@ def train_sae(
     for step in bar:
         x, y = _split(batch.to(device), sae)
         dead = since_fired >= window
-        out = sae.losses(x, y, dead=dead, l1_scale=min(1.0, step / max(1.0, l1_warmup * steps)))
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        if sae.cfg.normalise_decoder:
-            sae.remove_parallel_grads_()
-        opt.step()
+        l1_scale = schedule(step, steps, l1_warmup, lr_decay)[1]
+        out = train_step(sae, opt, x, dead, l1_scale, y) if step_fn is None else step_fn(sae, opt, x, dead, l1_scale)
         sched.step()
-        if sae.cfg.normalise_decoder:
-            sae.normalise_decoder_()
         with torch.no_grad():
-            fired = (out["acts"] > 0).any(0)
-            since_fired = torch.where(fired, 0.0, since_fired + len(x))
+            since_fired = update_since_fired(since_fired, out["acts"])
         if step in resample_steps and dead.any():
             log.resampled += resample_dead_(sae, dead, x, y, out["err"].detach(), opt)
             since_fired[dead] = 0
@@ -279,13 +314,22 @@ def train_sae(
 
 
 @torch.no_grad()
-def resample_dead_(sae: SAE, dead: Tensor, x: Tensor, y: Tensor | None, err: Tensor, opt: torch.optim.Adam) -> int:
-    """Bricken et al.'s resampling: point each dead latent at an input the SAE reconstructs badly
-    (drawn with probability proportional to the squared error), and reset its Adam state."""
+def resample_dead_(
+    sae: SAE,
+    dead: Tensor,
+    x: Tensor,
+    y: Tensor | None,
+    err: Tensor,
+    opt: torch.optim.Optimizer | None = None,
+    generator: torch.Generator | None = None,
+) -> int:
+    """Bricken et al.'s resampling: point each dead latent at an input the SAE reconstructs badly (drawn with
+    probability proportional to the squared error): its decoder row the input's unit direction, its encoder column
+    the same direction at 0.2 times the live columns' mean norm, its bias 0; and reset its Adam state."""
     n = int(dead.sum())
     probs = err.pow(2).sum(-1)
     # distinct inputs where enough have an error; otherwise multinomial would draw error-free ones
-    picks = torch.multinomial(probs / probs.sum(), n, replacement=n > int((probs > 0).sum()))
+    picks = torch.multinomial(probs / probs.sum(), n, replacement=n > int((probs > 0).sum()), generator=generator)
     x_in = x[picks] / sae.in_scale - (0 if sae.is_transcoder else sae.b_dec)
     target = (x if y is None else y)[picks] / sae.out_scale - sae.b_dec
     sae.W_dec[dead] = target / target.norm(dim=-1, keepdim=True).clamp_min(1e-8)
@@ -293,150 +337,7 @@ def resample_dead_(sae: SAE, dead: Tensor, x: Tensor, y: Tensor | None, err: Ten
     sae.W_enc[:, dead] = (x_in / x_in.norm(dim=-1, keepdim=True).clamp_min(1e-8)).T * 0.2 * alive_norm
     sae.b_enc[dead] = 0.0
     for param, index in ((sae.W_dec, (dead,)), (sae.W_enc, (slice(None), dead)), (sae.b_enc, (dead,))):
-        for moment in opt.state.get(param, {}).values():
+        for moment in (opt.state.get(param, {}) if opt is not None else {}).values():
             if torch.is_tensor(moment) and moment.shape == param.shape:
                 moment[index] = 0.0
     return n
-
-
-# --- evaluation ---
-
-
-@torch.no_grad()
-def evaluate_sae(sae, data: Tensor, batch_size: int = 4096) -> dict:
-    """L0, explained variance (1 - error / variance around the mean), normalised MSE (error / ||x||^2),
-    shrinkage, latent firing frequencies and dead / dense fractions, over ``data`` ([n, d] or [n, 2, d] pairs).
-
-    Shrinkage is the factor that best rescales the centred reconstruction onto the centred target,
-    <x_hat - mu, x - mu> / ||x_hat - mu||^2: 1 for an unbiased reconstruction, above 1 when it is too short.
-    Works for any SAE with ``encode``, ``decode`` and ``W_dec`` (SAELens's too).
-    """
-    if data.ndim not in (2, 3) or (data.ndim == 3 and data.shape[1] != 2):
-        raise ValueError(
-            f"evaluate_sae takes [n, d] activations or [n, 2, d] (input, target) pairs, got {tuple(data.shape)}."
-        )
-    transcoder = data.ndim == 3
-    device = sae.W_dec.device
-    mean = (data[:, 1] if transcoder else data).double().mean(0).to(device)
-    sq_err, sq_norm, variance, dot, recon_sq, l0, n = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0
-    fired = torch.zeros(sae.W_dec.shape[0], device=device)
-    for chunk in data.split(batch_size):
-        chunk = chunk.to(device)
-        x, y = (chunk[:, 0], chunk[:, 1]) if transcoder else (chunk, chunk)
-        f = sae.encode(x)
-        y_hat = sae.decode(f)
-        sq_err += (y - y_hat).pow(2).sum().item()
-        sq_norm += y.pow(2).sum().item()
-        y_c, y_hat_c = y.double() - mean, y_hat.double() - mean
-        variance += y_c.pow(2).sum().item()  # squared deviations from the mean
-        dot += (y_hat_c * y_c).sum().item()
-        recon_sq += y_hat_c.pow(2).sum().item()
-        active = f > 0
-        l0 += active.float().sum().item()
-        fired += active.float().sum(0)
-        n += len(chunk)
-    freq = (fired / n).cpu()
-    return {
-        "l0": l0 / n,
-        "explained_variance": 1 - sq_err / variance,
-        "nmse": sq_err / sq_norm,
-        "shrinkage": dot / max(recon_sq, 1e-12),
-        "frequency": freq,
-        "dead_fraction": (freq == 0).float().mean().item(),
-        "dense_fraction": (freq > DENSE).float().mean().item(),
-        "tokens": n,
-    }
-
-
-@torch.no_grad()
-def loss_baselines(
-    model: HookedTransformer, hook_name: str, tokens: Int[Tensor, "batch pos"], model_batch: int = 16
-) -> dict[str, float]:
-    """The two ends of the loss-recovered scale: the clean loss and the loss with ``hook_name`` zeroed (past BOS).
-    They do not depend on the SAE: compute them once for many SAEs on the same tokens."""
-    return {
-        "clean": mean_loss(model, tokens, [], model_batch),
-        "zero_ablated": mean_loss(model, tokens, [(hook_name, zero_past_bos)], model_batch),
-    }
-
-
-@torch.no_grad()
-def ce_loss_recovered(
-    model: HookedTransformer,
-    sae,
-    hook_name: str,
-    tokens: Int[Tensor, "batch pos"],
-    input_hook: str | None = None,
-    model_batch: int = 16,
-    baselines: dict[str, float] | None = None,
-) -> dict[str, float]:
-    """Next-token loss with the SAE's reconstruction spliced in at ``hook_name``, against the clean loss and
-    zero-ablation. Recovered = (zero - spliced) / (zero - clean). Position 0 (BOS) is left untouched, as in training.
-
-    A transcoder reads ``input_hook`` (e.g. ``blocks.1.ln2.hook_normalized``) and replaces ``hook_name``.
-    ``baselines`` (from :func:`loss_baselines` on the same tokens) saves recomputing the two reference losses.
-    """
-    result = dict(baselines or loss_baselines(model, hook_name, tokens, model_batch))
-    result["spliced"] = mean_loss(model, tokens, splice_hooks([(sae, hook_name, input_hook)]), model_batch)
-    result["recovered"] = (result["zero_ablated"] - result["spliced"]) / (result["zero_ablated"] - result["clean"])
-    return result
-
-
-def feature_recovery(
-    decoder: Float[Tensor, "d_sae d"], true: Float[Tensor, "n_true d"], threshold: float = 0.9
-) -> dict:
-    """How well learned directions match known ones: for each true feature the best cosine similarity with any
-    decoder row; their mean (MMCS) and the fraction above ``threshold``."""
-    if decoder.shape[-1] != true.shape[-1]:
-        raise ValueError(f"Decoder rows ({decoder.shape[-1]}-d) and true features ({true.shape[-1]}-d) must match.")
-    cos = nn.functional.normalize(true, dim=-1) @ nn.functional.normalize(decoder, dim=-1).T
-    best = cos.max(dim=1).values
-    return {
-        "mmcs": best.mean().item(),
-        "matched_fraction": (best > threshold).float().mean().item(),
-        "best": best,
-        "cos": cos,
-    }
-
-
-# --- looking at latents ---
-
-
-@torch.no_grad()
-def latent_activations(
-    model: HookedTransformer, sae, hook_name: str, tokens: Int[Tensor, "batch pos"], model_batch: int = 32
-) -> Float[Tensor, "batch pos d_sae"]:
-    """Every latent's activation at every token (BOS positions set to 0, as the SAE never saw them)."""
-    out, layer = [], hook_layer(hook_name)
-    for chunk in tokens.split(model_batch):
-        _, cache = model.run_with_cache(
-            chunk.to(model.cfg.device), names_filter=hook_name, stop_at_layer=None if layer is None else layer + 1
-        )
-        acts = sae.encode(cache[hook_name].float())
-        acts[:, 0] = 0.0
-        out.append(acts.cpu())
-    return torch.cat(out)
-
-
-def top_contexts(
-    acts: Float[Tensor, "batch pos"], k: int = 8, before: int = 12, after: int = 3
-) -> list[tuple[int, int, slice, float]]:
-    """The ``k`` highest activations of one latent: (row, position, context window, value)."""
-    values, flat = acts.flatten().topk(min(k, acts.numel()))
-    out = []
-    for value, index in zip(values.tolist(), flat.tolist(), strict=True):
-        row, pos = divmod(index, acts.shape[1])
-        out.append((row, pos, slice(max(0, pos - before), min(acts.shape[1], pos + after + 1)), value))
-    return out
-
-
-@torch.no_grad()
-def logit_effects(model: HookedTransformer, sae, latent: int, k: int = 8) -> dict[str, list[tuple[str, float]]]:
-    """Tokens a latent's decoder direction promotes and suppresses most, read through the unembedding."""
-    effects = sae.W_dec[latent].to(model.W_U.device) @ model.W_U
-    top, bottom = effects.topk(k), effects.topk(k, largest=False)
-    name = model.to_single_str_token
-    return {
-        "promotes": [(name(i), v) for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)],
-        "suppresses": [(name(i), v) for v, i in zip(bottom.values.tolist(), bottom.indices.tolist(), strict=True)],
-    }

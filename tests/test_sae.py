@@ -2,7 +2,7 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from interp_utils import activations, loading, sae, superposition
+from interp_utils import activations, loading, sae, sae_metrics, superposition
 
 HOOK = "blocks.2.hook_resid_pre"
 
@@ -39,14 +39,14 @@ def test_bad_configs_and_shapes_are_explained():
     with pytest.raises(ValueError, match=r"\[batch, d_in\] activations"):
         sae.train_sae(model, iter([torch.randn(8, 2, 4)]), n_tokens=8, progress=False)
     with pytest.raises(ValueError, match=r"\[n, d\] activations or \[n, 2, d\]"):
-        sae.evaluate_sae(model, torch.randn(3, 3, 4))
+        sae_metrics.evaluate_sae(model, torch.randn(3, 3, 4))
     with pytest.raises(ValueError, match="must match"):
-        sae.feature_recovery(torch.randn(5, 4), torch.randn(3, 6))
+        sae_metrics.feature_recovery(torch.randn(5, 4), torch.randn(3, 6))
 
 
 def test_evaluate_on_an_exact_reconstruction():
     data = torch.randn(500, 6) + 2.0
-    result = sae.evaluate_sae(identity_sae(6), data)
+    result = sae_metrics.evaluate_sae(identity_sae(6), data)
     assert result["explained_variance"] == pytest.approx(1.0, abs=1e-6)
     assert result["nmse"] == pytest.approx(0.0, abs=1e-9)
     assert result["shrinkage"] == pytest.approx(1.0, abs=1e-6)
@@ -59,7 +59,7 @@ def test_shrinkage_sees_a_reconstruction_that_is_too_short():
     with torch.no_grad():
         model.W_dec.mul_(0.5)  # every reconstruction at half length, around b_dec = 0
     data = torch.randn(400, 4)
-    result = sae.evaluate_sae(model, data)
+    result = sae_metrics.evaluate_sae(model, data)
     assert result["shrinkage"] == pytest.approx(2.0, rel=0.05)
 
 
@@ -111,19 +111,21 @@ def test_sae_recovers_the_toy_models_true_features(architecture):
         lr=3e-3,
         progress=False,
     )
-    recovery = sae.feature_recovery(model.W_dec.detach(), true)
+    recovery = sae_metrics.feature_recovery(model.W_dec.detach(), true)
     assert recovery["mmcs"] > 0.95 and recovery["matched_fraction"] > 0.9
 
 
 def test_ce_loss_recovered_is_one_for_an_exact_reconstruction(bundled_model):
     tokens = next(activations.token_batches(bundled_model, 8, n_ctx=32, seed=1))
-    result = sae.ce_loss_recovered(bundled_model, identity_sae(bundled_model.cfg.d_model), HOOK, tokens)
+    result = sae_metrics.ce_loss_recovered(bundled_model, identity_sae(bundled_model.cfg.d_model), HOOK, tokens)
     assert result["spliced"] == pytest.approx(result["clean"], abs=1e-4)
     assert result["recovered"] == pytest.approx(1.0, abs=1e-3)
     assert result["zero_ablated"] > result["clean"] + 1.0
-    baselines = sae.loss_baselines(bundled_model, HOOK, tokens)
+    baselines = sae_metrics.loss_baselines(bundled_model, HOOK, tokens)
     assert (
-        sae.ce_loss_recovered(bundled_model, identity_sae(bundled_model.cfg.d_model), HOOK, tokens, baselines=baselines)
+        sae_metrics.ce_loss_recovered(
+            bundled_model, identity_sae(bundled_model.cfg.d_model), HOOK, tokens, baselines=baselines
+        )
         == result
     )
 
@@ -134,16 +136,20 @@ def test_metrics_take_a_saelens_sae(bundled_model):
 
     lens = StandardSAE(StandardSAEConfig(d_in=bundled_model.cfg.d_model, d_sae=256))
     acts = activations.collect(bundled_model, HOOK, next(activations.token_batches(bundled_model, 4, n_ctx=32)))
-    result = sae.evaluate_sae(lens, acts)
+    result = sae_metrics.evaluate_sae(lens, acts)
     x_hat = lens.decode(lens.encode(acts))
-    expected_nmse = ((acts - x_hat).pow(2).sum() / acts.pow(2).sum()).item()
-    assert result["nmse"] == pytest.approx(expected_nmse, rel=1e-4)
+    # Gao et al.'s normalised MSE: the error over that of predicting the mean; beside it, the error over ||x||^2
+    assert result["nmse"] == pytest.approx(sae_metrics.normalised_mse(acts, x_hat), rel=1e-4)
+    assert result["nmse"] == pytest.approx(1 - sae_metrics.explained_variance(acts, x_hat), rel=1e-4)
+    expected = ((acts - x_hat).pow(2).sum() / acts.pow(2).sum()).item()
+    assert result["error_vs_norm"] == pytest.approx(expected, rel=1e-4) and expected < result["nmse"]
     tokens = next(activations.token_batches(bundled_model, 4, n_ctx=32, seed=2))
-    assert set(sae.ce_loss_recovered(bundled_model, lens, HOOK, tokens)) == {
+    assert set(sae_metrics.ce_loss_recovered(bundled_model, lens, HOOK, tokens)) == {
         "clean",
         "spliced",
         "zero_ablated",
         "recovered",
+        "ce_delta",
     }
 
 
@@ -151,12 +157,12 @@ def test_latents_contexts_and_logit_effects(bundled_model):
     torch.manual_seed(0)
     model = sae.SAE(sae.SAEConfig(d_in=bundled_model.cfg.d_model, d_sae=64, k=4))
     tokens = next(activations.token_batches(bundled_model, 4, n_ctx=32))
-    acts = sae.latent_activations(bundled_model, model, HOOK, tokens)
+    acts = sae_metrics.latent_activations(bundled_model, model, HOOK, tokens)
     assert acts.shape == (4, 32, 64) and (acts[:, 0] == 0).all() and ((acts > 0).sum(-1) <= 4).all()
-    contexts = sae.top_contexts(acts[..., 0], k=3, before=5, after=2)
+    contexts = sae_metrics.top_contexts(acts[..., 0], k=3, before=5, after=2)
     values = [value for *_, value in contexts]
     assert values == sorted(values, reverse=True) and all(s.stop - s.start <= 8 for _, _, s, _ in contexts)
-    effects = sae.logit_effects(bundled_model, model, 0, k=5)
+    effects = sae_metrics.logit_effects(bundled_model, model, 0, k=5)
     assert len(effects["promotes"]) == 5 and effects["promotes"][0][1] >= effects["suppresses"][0][1]
 
 
