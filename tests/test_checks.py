@@ -1,11 +1,14 @@
 """Every exercise check passes the reference answer and rejects plausible wrong ones with the message aimed at them."""
 
+import inspect
+
 import pytest
 import torch
 from transformer_lens import HookedTransformerConfig
 
-from interp_utils import graph, heads, sae, superposition
+from interp_utils import graph, heads, sae, sae_metrics, superposition
 from interp_utils.checks import NotAnswered, circuit_tracing, induction_heads, sparse_autoencoders
+from interp_utils.checks import ioi as ioi_checks
 from interp_utils.checks import superposition as toy_checks
 
 
@@ -174,11 +177,11 @@ def test_notebook_04_checks():
         )
     with pytest.raises(AssertionError, match="ReLU"):  # the k smallest
         sparse_autoencoders.check_topk(lambda pre, k: -_topk(-pre, k))
-    sparse_autoencoders.check_mmcs(lambda dec, true: sae.feature_recovery(dec, true)["mmcs"])
+    sparse_autoencoders.check_mmcs(lambda dec, true: sae_metrics.feature_recovery(dec, true)["mmcs"])
     with pytest.raises(AssertionError, match="sign-flipped"):
-        sparse_autoencoders.check_mmcs(lambda dec, true: sae.feature_recovery(dec.abs(), true)["mmcs"])
+        sparse_autoencoders.check_mmcs(lambda dec, true: sae_metrics.feature_recovery(dec.abs(), true)["mmcs"])
     with pytest.raises(AssertionError, match="per true feature"):  # the mean over decoder rows
-        sparse_autoencoders.check_mmcs(lambda dec, true: sae.feature_recovery(true, dec)["mmcs"])
+        sparse_autoencoders.check_mmcs(lambda dec, true: sae_metrics.feature_recovery(true, dec)["mmcs"])
     sparse_autoencoders.check_explained_variance(
         lambda x, x_hat: (1 - (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
     )
@@ -210,19 +213,21 @@ def test_notebook_05_checks():
 
 
 def _every_check():
-    for module in (toy_checks, induction_heads, sparse_autoencoders, circuit_tracing):
+    for module in (toy_checks, induction_heads, ioi_checks, sparse_autoencoders, circuit_tracing):
         for name in dir(module):
             if name.startswith("check_"):
                 yield getattr(module, name)
 
 
 @pytest.mark.parametrize("check", list(_every_check()), ids=lambda c: c.__name__)
-def test_a_stub_is_not_answered_yet_rather_than_a_traceback(check):
+def test_a_stub_is_not_answered_yet_rather_than_a_traceback(check, bundled_model):
     def my_answer(*args, **kwargs):
         raise NotImplementedError("Exercise: replace this line with your answer")
 
+    # a check's other arguments: the notebook's model, or more of the learner's functions
+    extra = [bundled_model if name == "model" else my_answer for name in list(inspect.signature(check).parameters)[1:]]
     with pytest.raises(NotAnswered, match="my_answer: not answered yet"):
-        check(my_answer)
+        check(my_answer, *extra)
 
 
 def test_notebook_02_checks_of_scores_and_training():

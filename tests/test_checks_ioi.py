@@ -4,19 +4,9 @@ import pytest
 import torch
 
 from interp_utils import dla, hooks, ioi, patching
-from interp_utils.checks import NotAnswered
 from interp_utils.checks import ioi as checks
 from interp_utils.heads import copying_score
 from interp_utils.patching import Patch
-
-
-def _stub(*args, **kwargs):
-    raise NotImplementedError("write this")
-
-
-def test_a_stub_is_not_answered(bundled_model):
-    with pytest.raises(NotAnswered, match="not answered yet"):
-        checks.check_patch_head(_stub, bundled_model)
 
 
 def test_logit_diff_and_normalised_checks():

@@ -22,12 +22,14 @@ class NotAnswered(Exception):
 
 
 def answered(check: Callable[P, None]) -> Callable[P, None]:
-    """Wrap a check so that an exercise still holding its stub stops the run with "not answered yet"."""
+    """Wrap a check so that an exercise still holding its stub stops the run with "not answered yet", and so that
+    the check's own random numbers do not change the notebook's (results stay the same with or without exercises)."""
 
     @functools.wraps(check)
     def run(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
-            check(*args, **kwargs)
+            with torch.random.fork_rng(devices=[]):  # a check's random cases leave the notebook's random stream alone
+                check(*args, **kwargs)
         except NotImplementedError:
             name = getattr(args[0], "__name__", "your function") if args else "your function"
             raise NotAnswered(
