@@ -115,6 +115,45 @@ def test_sae_recovers_the_toy_models_true_features(architecture):
     assert recovery["mmcs"] > 0.95 and recovery["matched_fraction"] > 0.9
 
 
+def test_the_two_l1_recipes():
+    """Bricken et al.: plain L1, unit-norm rows, resampling. April 2024 update: L1 weighted by row norms, rows free."""
+    torch.manual_seed(0)
+    data = torch.randn(4096, 8) * torch.linspace(0.5, 2.0, 8)
+    bricken = sae.SAE(sae.SAEConfig(d_in=8, d_sae=32, architecture="relu", l1_coeff=1.0))
+    april = sae.SAE(sae.SAEConfig(d_in=8, d_sae=32, architecture="relu", l1_coeff=1.0, recipe="april2024"))
+    assert bricken.cfg.normalise_decoder and not april.cfg.normalise_decoder and april.cfg.weight_l1_by_norm
+    x = data[:64]
+    for model in (bricken, april):
+        out = model.losses(x)
+        f, norms = out["acts"], model.W_dec.norm(dim=1)
+        weighted = (f * norms).sum(-1).mean()
+        assert torch.allclose(out["l1"], weighted if model is april else f.sum(-1).mean())
+    assert torch.allclose(april.W_dec.norm(dim=1), torch.full((32,), 0.1))  # unconstrained rows start short
+    sae.train_sae(bricken, data, 20_000, batch_size=256, lr=1e-2, progress=False, resample_at=(0.5,))
+    log_a = sae.train_sae(april, data, 20_000, batch_size=256, lr=1e-2, progress=False, resample_at=(0.5,))
+    assert torch.allclose(bricken.W_dec.norm(dim=1), torch.ones(32), atol=1e-5)
+    assert not torch.allclose(april.W_dec.norm(dim=1), torch.ones(32), atol=1e-2)
+    assert log_a.resampled == 0  # the update does not resample
+    with pytest.raises(ValueError, match="recipe must be"):
+        sae.SAEConfig(d_in=8, d_sae=32, recipe="2023")
+
+
+def test_a_learners_step_trains_exactly_like_the_built_in_one():
+    torch.manual_seed(0)
+    data = torch.randn(2048, 6)
+    runs = []
+    for step_fn in (None, lambda m, opt, x, dead, scale: sae.train_step(m, opt, x, dead, scale)):
+        torch.manual_seed(1)
+        model = sae.SAE(sae.SAEConfig(d_in=6, d_sae=24, architecture="relu", l1_coeff=0.5))
+        gen = iter(sae.tensor_batches(data, 128, torch.Generator().manual_seed(2)))
+        sae.train_sae(model, gen, 8_000, batch_size=128, progress=False, step_fn=step_fn)
+        runs.append(model.W_dec.detach().clone())
+    assert torch.equal(runs[0], runs[1])
+    transcoder = sae.SAE(sae.SAEConfig(d_in=6, d_sae=24, d_out=6, k=2))
+    with pytest.raises(ValueError, match="built-in step"):
+        sae.train_sae(transcoder, torch.randn(256, 2, 6), 512, batch_size=128, progress=False, step_fn=sae.train_step)
+
+
 def test_ce_loss_recovered_is_one_for_an_exact_reconstruction(bundled_model):
     tokens = next(activations.token_batches(bundled_model, 8, n_ctx=32, seed=1))
     result = sae_metrics.ce_loss_recovered(bundled_model, identity_sae(bundled_model.cfg.d_model), HOOK, tokens)
