@@ -98,27 +98,24 @@ def test_resampling_schedule_and_step_checks():
 
     checks.check_sae_train_step(step)
 
-    def no_projection(model, opt, x, dead, l1_scale):
-        out = model.losses(x, dead=dead, l1_scale=l1_scale)
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-        model.normalise_decoder_()
-        return out
+    def step_without(project=True, renorm=True):  # the training step with one of its two decoder fixes left out
+        def step(model, opt, x, dead, l1_scale):
+            out = model.losses(x, dead=dead, l1_scale=l1_scale)
+            opt.zero_grad()
+            out["loss"].backward()
+            if project:
+                model.remove_parallel_grads_()
+            opt.step()
+            if renorm:
+                model.normalise_decoder_()
+            return out
+
+        return step
 
     with pytest.raises(AssertionError, match="remove the gradient along each decoder row"):
-        checks.check_sae_train_step(no_projection)
-
-    def no_renorm(model, opt, x, dead, l1_scale):
-        out = model.losses(x, dead=dead, l1_scale=l1_scale)
-        opt.zero_grad()
-        out["loss"].backward()
-        model.remove_parallel_grads_()
-        opt.step()
-        return out
-
+        checks.check_sae_train_step(step_without(project=False))
     with pytest.raises(AssertionError, match="unit norm again"):
-        checks.check_sae_train_step(no_renorm)
+        checks.check_sae_train_step(step_without(renorm=False))
 
 
 def test_metric_checks(bundled_model):
