@@ -107,14 +107,15 @@ def l0(acts: Float[Tensor, "n d_sae"]) -> float:
     return (acts > 0).float().sum(-1).mean().item()
 
 
-def explained_variance(x: Float[Tensor, "n d"], x_hat: Float[Tensor, "n d"]) -> float:
-    """1 - squared error / squared deviation of ``x`` from its mean (``evaluate_sae`` sums the same over chunks)."""
-    return (1 - (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
-
-
 def normalised_mse(x: Float[Tensor, "n d"], x_hat: Float[Tensor, "n d"]) -> float:
-    """Gao et al.'s normalised MSE: the squared error over that of always predicting the mean of ``x``."""
+    """Gao et al.'s normalised MSE: the squared error over that of always predicting the mean of ``x``
+    (``evaluate_sae`` sums the same over chunks)."""
     return ((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
+
+
+def explained_variance(x: Float[Tensor, "n d"], x_hat: Float[Tensor, "n d"]) -> float:
+    """1 - squared error / squared deviation of ``x`` from its mean: one minus the normalised MSE."""
+    return 1 - normalised_mse(x, x_hat)
 
 
 def feature_recovery(

@@ -62,6 +62,13 @@ def _hand_batch() -> tuple[ioi.IOIBatch, Tensor]:
     return batch, logits
 
 
+def _shaped(got: Any, shape: tuple[int, ...], what: str) -> Tensor:
+    """``got`` as a float CPU tensor, once it is a tensor of ``shape``; else say what to return."""
+    if not torch.is_tensor(got) or tuple(got.shape) != tuple(shape):
+        raise AssertionError(f"Return {what}, shape {tuple(shape)}, got {getattr(got, 'shape', type(got).__name__)}.")
+    return got.detach().float().cpu()
+
+
 def _float(got: Any, what: str) -> float:
     if torch.is_tensor(got) and got.numel() == 1:
         got = got.item()
@@ -83,8 +90,7 @@ def check_logit_diff(fn: Callable[[Tensor, ioi.IOIBatch], Tensor]) -> None:
     batch, logits = _hand_batch()
     want = torch.tensor([logits[0, 2, 1] - logits[0, 2, 4], logits[1, 3, 3] - logits[1, 3, 0]])
     got = fn(logits, batch)
-    if not torch.is_tensor(got) or got.shape != (2,):
-        raise AssertionError(f"Return one value per prompt, shape [batch] = (2,), got {getattr(got, 'shape', got)}.")
+    got = _shaped(got, (2,), "one value per prompt ([batch])")
     if torch.allclose(got, -want):
         raise AssertionError("The sign is reversed: the logit difference is logit(IO) - logit(S).")
     if not torch.allclose(got, want):
@@ -104,8 +110,7 @@ def check_normalised_logit_diff(fn: Callable[[Tensor, ioi.IOIBatch, float, float
     for clean, corrupt in [(diffs.mean().item(), 0.0), (4.0, 1.0), (2.0, -3.0)]:
         want = (diffs - corrupt) / (clean - corrupt)
         got = fn(logits, batch, clean, corrupt)
-        if not torch.is_tensor(got) or got.shape != (2,):
-            raise AssertionError(f"Return one value per prompt, shape (2,), got {getattr(got, 'shape', got)}.")
+        got = _shaped(got, (2,), "one value per prompt ([batch])")
         if not torch.allclose(got.float(), want, atol=1e-5):
             raise AssertionError(
                 f"With logit differences {diffs.tolist()}, clean = {clean:.2f} and corrupt = {corrupt:.2f} expected "
@@ -141,10 +146,7 @@ def check_head_direct_effects(fn: Callable[..., Tensor], model: HookedTransforme
     case = _case(model)
     want = dla.head_direct_effects(model, case.clean_cache, case.batch)
     got = fn(model, case.clean_cache, case.batch)
-    if not torch.is_tensor(got) or got.shape != want.shape:
-        raise AssertionError(
-            f"Return a [layer, head] tensor of shape {tuple(want.shape)}, got {getattr(got, 'shape', got)}."
-        )
+    got = _shaped(got, want.shape, "a [layer, head] tensor")
     if not torch.allclose(got.float().cpu(), want, atol=1e-3, rtol=1e-3):
         worst = divmod(int((got.float().cpu() - want).abs().argmax()), want.shape[1])
         raise AssertionError(
@@ -187,10 +189,7 @@ def check_patch_layer_outputs(fn: Callable[..., Tensor], model: HookedTransforme
         patches = [Patch(hooks.name(kind, layer)) for layer in range(model.cfg.n_layers)]
         want = patching.patch_sweep(model, case.batch.corrupted, case.clean_cache, patches, case.normalised)
         got = fn(model, case.batch.corrupted, case.clean_cache, kind, case.normalised)
-        if not torch.is_tensor(got) or got.shape != want.shape:
-            raise AssertionError(
-                f"Return one value per layer, shape {tuple(want.shape)}, got {getattr(got, 'shape', got)}."
-            )
+        got = _shaped(got, want.shape, "one value per layer")
         if not torch.allclose(got.float().cpu(), want, atol=1e-3):
             raise AssertionError(
                 f"{kind}: expected {[round(v, 3) for v in want.tolist()]}, got {[round(v, 3) for v in got.tolist()]}. "
@@ -262,8 +261,7 @@ def check_receiver_inputs(fn: Callable[..., Tensor], model: HookedTransformer) -
         name = hooks.name(mode, layer)
         want = patching.receiver_inputs(*args, [sender], [layer], mode)[name].cpu()
         got = fn(*args, sender, layer, mode)
-        if not torch.is_tensor(got) or got.shape != want.shape:
-            raise AssertionError(f"Return the {mode} of every head at layer {layer}, shape {tuple(want.shape)}.")
+        got = _shaped(got, want.shape, f"the {mode} of every head at layer {layer}")
         got = got.float().cpu()
         if torch.allclose(got, case.clean_cache[name].cpu(), atol=1e-5):
             raise AssertionError(f"{mode} equals the clean run's: the sender's z must come from corrupt_cache.")
@@ -323,8 +321,7 @@ def check_ablate_except(fn: Callable[..., Tensor]) -> None:
     keep = [(1, torch.tensor([2, 0])), (2, None)]
     want = patching.ablate_except(z, means, keep)
     got = fn(z.clone(), means, keep)
-    if not torch.is_tensor(got) or got.shape != z.shape:
-        raise AssertionError(f"Return a tensor shaped like z, {tuple(z.shape)}.")
+    got = _shaped(got, z.shape, "a tensor shaped like z")
     kept = (got != 0).any(-1)  # [batch, pos, head]: where z survived
     if not torch.equal(kept, (want != 0).any(-1)):
         raise AssertionError(
@@ -365,8 +362,7 @@ def check_attribution_patch_heads(fn: Callable[..., Tensor], model: HookedTransf
     case = _case(model)
     want = patching.attribution_patch_heads(model, case.batch.corrupted, case.clean_cache, case.normalised)
     got = fn(model, case.batch.corrupted, case.clean_cache, case.normalised)
-    if not torch.is_tensor(got) or got.shape != want.shape:
-        raise AssertionError(f"Return a [layer, head] tensor of shape {tuple(want.shape)}.")
+    got = _shaped(got, want.shape, "a [layer, head] tensor")
     got = got.detach().float().cpu()
     if torch.allclose(got, -want, atol=1e-4):
         raise AssertionError("The sign is reversed: the patch moves z from the corrupted run to the clean one.")
