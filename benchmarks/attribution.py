@@ -19,6 +19,7 @@ import torch
 from circuit_tracer.attribution.attribute import attribute as ct_attribute
 
 from interp_utils import attribution, ioi, load_bundled, transcoders
+from interp_utils.runtime import device_name, synchronize
 from interp_utils.sae import SAEConfig
 
 
@@ -29,10 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pool-tokens", type=int, default=2**17, help="activations in each transcoder's buffer")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    model = load_bundled()
+    model = load_bundled(device=args.device)
     d = model.cfg.d_model
     cfg = SAEConfig(d_in=d, d_sae=8 * d, architecture="topk", k=16, d_out=d)
     tcs, _ = transcoders.train_transcoders(
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     ct_model = transcoders.to_circuit_tracer(model, tcs)
     names = ioi.single_token_names(model)
     rng = random.Random(0)
+    print(f"device: {device_name() if args.device != 'cpu' else f'{torch.get_num_threads()} CPU threads'}")
     print(f"{'tokens':>6} {'features':>8} {'ours (s)':>9} {'circuit-tracer (s)':>18} {'ratio':>6} {'max |Δ edge|':>12}")
     for length in args.lengths:
         tokens = model.to_tokens("".join(" " + rng.choice(names) for _ in range(length - 1)))[0]
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(args.repeats):
                 start = time.perf_counter()
                 results[name] = fn()
+                synchronize(args.device)
                 times.append(time.perf_counter() - start)
             seconds[name] = min(times)
         diff = (results["theirs"].adjacency_matrix.cpu() - results["ours"].adjacency).abs().max().item()

@@ -19,6 +19,7 @@ from transformer_lens import patching as tl_patching
 
 from interp_utils import corpus, load_bundled, patching
 from interp_utils.ioi import ioi_batch, make_ioi_prompts, single_token_names
+from interp_utils.runtime import device_name, synchronize
 
 
 @torch.no_grad()
@@ -26,19 +27,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=40)
     parser.add_argument("--gpt2-size", action="store_true", help="GPT-2 small's shape, random weights")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
-    model = load_bundled(device="cpu")
+    model = load_bundled(device=args.device)
     names = single_token_names(model, corpus.HELD_OUT_NAMES)
     # one template, so every prompt has the same length and TransformerLens's per-position sweep applies
     batch = ioi_batch(model, make_ioi_prompts(args.prompts, names, templates=[0], seed=0))
     if args.gpt2_size:
         cfg = dict(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, n_ctx=1024, act_fn="gelu_new")
-        model = HookedTransformer(HookedTransformerConfig(**cfg, d_vocab=model.cfg.d_vocab, seed=0))
-    rows, end = torch.arange(len(batch)), batch.positions["end"]
+        model = HookedTransformer(HookedTransformerConfig(**cfg, d_vocab=model.cfg.d_vocab, seed=0, device=args.device))
+    rows, end = torch.arange(len(batch)).to(args.device), batch.positions["end"].to(args.device)
+    io, s = batch.io.to(args.device), batch.s.to(args.device)
 
     def logit_diff(logits: torch.Tensor) -> torch.Tensor:
         final = logits[rows, end]
-        return final.gather(1, batch.io[:, None])[:, 0] - final.gather(1, batch.s[:, None])[:, 0]
+        return final.gather(1, io[:, None])[:, 0] - final.gather(1, s[:, None])[:, 0]
 
     _, clean_cache = model.run_with_cache(batch.tokens)
     seq = batch.tokens.shape[1]
@@ -58,13 +61,16 @@ def main(argv: list[str] | None = None) -> None:
         ),
     }
     name = "GPT-2-small-shaped (random weights)" if args.gpt2_size else model.cfg.model_name
-    print(f"model: {name}; {len(batch)} prompts of {seq} tokens; {torch.get_num_threads()} CPU threads")
+    where = device_name() if args.device != "cpu" else f"{torch.get_num_threads()} CPU threads"
+    print(f"model: {name}; {len(batch)} prompts of {seq} tokens; {where}")
     for label, (reference, patches) in sweeps.items():
         start = time.perf_counter()
         expected = reference()
+        synchronize(args.device)
         t_tl = time.perf_counter() - start
         start = time.perf_counter()
         ours = patching.patch_sweep(model, batch.corrupted, clean_cache, patches, logit_diff, positions)
+        synchronize(args.device)
         t_ours = time.perf_counter() - start
         diff = (ours.reshape(expected.shape) - expected.cpu()).abs().max().item()
         print(

@@ -20,6 +20,7 @@ from sae_lens import SAETrainer, StandardTrainingSAE, StandardTrainingSAEConfig,
 from sae_lens.config import SAETrainerConfig
 
 from interp_utils import activations, hooks, load_bundled, sae, sae_metrics
+from interp_utils.runtime import device_name, synchronize
 
 
 def batches(data: torch.Tensor, batch_size: int, seed: int):
@@ -27,9 +28,10 @@ def batches(data: torch.Tensor, batch_size: int, seed: int):
     return sae.tensor_batches(data, batch_size, torch.Generator().manual_seed(seed))
 
 
-def timed(fn) -> float:
+def timed(fn, device: str) -> float:
     start = time.perf_counter()
     fn()
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -42,9 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--activations", type=int, default=2**18, help="activations collected to train on")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    model = load_bundled(device="cpu")
+    model = load_bundled(device=args.device)
     hook = hooks.name("resid_pre", 2)
     stream = activations.token_batches(model, 32, seed=0)
     buffer = activations.ActivationBuffer(model, hook, stream, batch_size=args.batch, pool_tokens=2**16)
@@ -52,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     d_in = model.cfg.d_model
     print(
         f"{len(data):,} training activations ({d_in}-d), {args.tokens:,} tokens per SAE, {args.d_sae} latents, "
-        f"batch {args.batch}, lr {args.lr}, {torch.get_num_threads()} threads"
+        f"batch {args.batch}, lr {args.lr}, "
+        + (device_name() if args.device != "cpu" else f"{torch.get_num_threads()} threads")
     )
 
     steps = args.tokens // args.batch
@@ -62,19 +66,23 @@ def main(argv: list[str] | None = None) -> None:
         lr=args.lr,
         lr_end=args.lr / 10,  # SAELens's own default; its runner sets it, the trainer expects it set
         lr_decay_steps=steps // 5,
-        device="cpu",
+        device=args.device,
     )
     pairs = {
         "TopK": (
-            sae.SAE(sae.SAEConfig(d_in=d_in, d_sae=args.d_sae, architecture="topk", k=args.k)),
-            TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=args.d_sae, k=args.k)),
+            sae.SAE(sae.SAEConfig(d_in=d_in, d_sae=args.d_sae, architecture="topk", k=args.k), device=args.device),
+            TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=args.d_sae, k=args.k, device=args.device)),
         ),
         # SAELens's L1 coefficient multiplies the decoder-norm-weighted L1 in model units; the suite's works in
         # units scaled to E||x|| = sqrt(d), so the same number means different sparsity. Throughput is compared
         # at equal width and batch; L0 is printed to show how far apart the sparsity ended up.
         "ReLU + L1": (
-            sae.SAE(sae.SAEConfig(d_in=d_in, d_sae=args.d_sae, architecture="relu", l1_coeff=args.l1)),
-            StandardTrainingSAE(StandardTrainingSAEConfig(d_in=d_in, d_sae=args.d_sae, l1_coefficient=args.l1)),
+            sae.SAE(
+                sae.SAEConfig(d_in=d_in, d_sae=args.d_sae, architecture="relu", l1_coeff=args.l1), device=args.device
+            ),
+            StandardTrainingSAE(
+                StandardTrainingSAEConfig(d_in=d_in, d_sae=args.d_sae, l1_coefficient=args.l1, device=args.device)
+            ),
         ),
     }
     rows = []
@@ -82,10 +90,11 @@ def main(argv: list[str] | None = None) -> None:
         ours_s = timed(
             lambda ours=ours: sae.train_sae(
                 ours, batches(data, args.batch, 0), args.tokens, batch_size=args.batch, lr=args.lr, progress=False
-            )
+            ),
+            args.device,
         )
         trainer = SAETrainer(cfg=lens_trainer, sae=theirs, data_provider=batches(data, args.batch, 0))
-        theirs_s = timed(trainer.fit)
+        theirs_s = timed(trainer.fit, args.device)
         theirs.eval()
         for who, model_sae, seconds in (("interp_utils", ours, ours_s), ("SAELens", theirs, theirs_s)):
             with torch.no_grad():

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from interp_utils.runtime import fast_mode, strict_mode
+from interp_utils.runtime import device_name, fast_mode, peak_gpu_memory, strict_mode
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -71,12 +71,15 @@ class ReproductionTable:
         """Display the table with the model, mode and run time; with ``INTERP_REPORT_DIR`` set, also write it there
         as JSON. In strict mode (``INTERP_STRICT=1``, as under pytest) a row that disagrees raises afterwards."""
         mode, seconds = "fast" if fast_mode() else "full", time.time() - self.started
-        footer = f"\n\nModel: {self.model}. Mode: {mode}. Notebook run time so far: {seconds:.0f} s."
+        device, peak = device_name(), peak_gpu_memory()
+        memory = f", peak GPU memory {peak / 2**30:.2f} GiB" if peak is not None else ""
+        footer = f"\n\nModel: {self.model}. Mode: {mode}. Device: {device}{memory}. Run time so far: {seconds:.0f} s."
         show_markdown(self.markdown() + footer)
         out_dir = os.environ.get("INTERP_REPORT_DIR")
         if out_dir:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             record = {"notebook": self.notebook, "model": self.model, "mode": mode, "seconds": seconds}
+            record |= {"device": device, "peak_gpu_bytes": peak}
             record["rows"] = [asdict(r) for r in self.rows]
             (Path(out_dir) / f"{self.notebook}.json").write_text(json.dumps(record, indent=2))
         failed = [r.finding for r in self.rows if r.agrees is False]

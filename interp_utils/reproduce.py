@@ -113,8 +113,13 @@ def report_markdown(results: list[Result], mode: str, model: str) -> str:
         judged = [row for row in (r.table or {}).get("rows", []) if row["agrees"] is not None]
         agree = f"{sum(row['agrees'] for row in judged)} of {len(judged)} judged" if r.table else "—"
         status = "**failed**" if r.error else ("no table" if r.table is None else "ran")
-        summary.append((r.notebook, (r.table or {}).get("model", "—"), f"{r.seconds:.0f} s", agree, status))
-    lines.append(markdown_table(["notebook", "model", "time", "findings that agree", "status"], summary))
+        record = r.table or {}
+        peak = record.get("peak_gpu_bytes")
+        memory = f"{peak / 2**30:.2f} GiB" if peak is not None else "—"
+        row = (r.notebook, record.get("model", "—"), record.get("device", "—"), f"{r.seconds:.0f} s", memory, agree)
+        summary.append((*row, status))
+    header = ["notebook", "model", "device", "time", "peak GPU memory", "findings that agree", "status"]
+    lines.append(markdown_table(header, summary))
     for r in results:
         lines += ["", f"## {r.notebook}", ""]
         if r.error:
@@ -151,8 +156,10 @@ def reproduce(
     timeout: int = 3600,
     directory: Path = NOTEBOOK_DIR,
     progress: bool = True,
+    keep_going: bool = False,
 ) -> list[Result]:
-    """Run the notebooks in order into ``out``; raise NotebookFailed (after writing the report) if one breaks."""
+    """Run the notebooks in order into ``out``; raise NotebookFailed (after writing the report) if one breaks,
+    at once or, with ``keep_going``, after the rest have run."""
     paths = find_notebooks(only, directory)
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     table_dir = out / "tables"
@@ -162,13 +169,14 @@ def reproduce(
     with mock.patch.dict(os.environ, env | {"INTERP_REPORT_DIR": str(table_dir)}):  # the kernels inherit these
         for path in tqdm(paths, desc=f"notebooks ({mode} mode)", disable=not progress):
             results.append(run_notebook(path, out / "notebooks", table_dir, timeout, progress))
-            if results[-1].error:
+            if results[-1].error and not keep_going:
                 break
     markdown = report_markdown(results, mode, model)
     (out / "report.md").write_text(markdown)
     (out / "report.html").write_text(report_html(markdown))
-    if results[-1].error:
-        raise NotebookFailed(results[-1].error)
+    errors = [r.error for r in results if r.error]
+    if errors:
+        raise NotebookFailed(" ".join(errors))
     return results
 
 
@@ -182,9 +190,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("reports"), help="where the notebooks and report go")
     parser.add_argument("--strict", action="store_true", help="a finding that does not reproduce fails its notebook")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds one cell may run")
+    parser.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after one fails")
     args = parser.parse_args(argv)
     try:
-        results = reproduce(args.out, args.fast, args.model, args.only, args.strict, args.timeout)
+        results = reproduce(
+            args.out, args.fast, args.model, args.only, args.strict, args.timeout, keep_going=args.keep_going
+        )
     except (NotebookFailed, FileNotFoundError, ValueError) as exc:
         print(f"\nreproduce: {exc}\nReport so far: {args.out / 'report.md'}", file=sys.stderr)
         sys.exit(1)

@@ -64,6 +64,27 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def synchronize(device: str | torch.device) -> None:
+    """Wait for the work queued on ``device``: CUDA runs asynchronously, so a timer must wait before it reads."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_gpu_memory() -> int | None:
+    """Bytes of CUDA memory this process has held at most (PyTorch's allocator), or None where CUDA is unused."""
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return int(torch.cuda.max_memory_allocated())
+
+
+def device_name() -> str:
+    """What the notebook ran on, in words: "cpu" or the GPU's name."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return f"cuda ({torch.cuda.get_device_name()})"
+    return "cpu"
+
+
 def set_seed(seed: int = 0) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so a run can be repeated."""
     random.seed(seed)

@@ -1,10 +1,14 @@
 """Fixtures shared by the unit tests."""
 
+import os
+
 import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 N_CTX, VOCAB, D_SLOT = 64, 128, 128
+# The shared models live on the CPU, or on INTERP_DEVICE where it is set (the GPU check: INTERP_DEVICE=cuda pytest)
+DEVICE = os.environ.get("INTERP_DEVICE") or "cpu"
 
 
 def build_induction_model() -> HookedTransformer:
@@ -23,6 +27,7 @@ def build_induction_model() -> HookedTransformer:
         attn_only=True,
         normalization_type=None,
         seed=0,
+        device=DEVICE,
     )
     model = HookedTransformer(cfg)
     tok, prev, out = (slice(i * D_SLOT, (i + 1) * D_SLOT) for i in range(3))
@@ -31,7 +36,7 @@ def build_induction_model() -> HookedTransformer:
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
-        model.W_E[:, tok] = torch.eye(VOCAB)
+        model.W_E[:, tok] = torch.eye(VOCAB)  # CPU tensors are copied into the model's device
         model.W_pos[:, pos] = torch.eye(N_CTX)
         # 0.0: query position p matches key position p - 1; copies the token slot into the previous-token slot
         shift = torch.zeros(N_CTX, N_CTX)
@@ -65,4 +70,4 @@ def fresh_induction_model() -> HookedTransformer:
 def bundled_model() -> HookedTransformer:
     from interp_utils import load_bundled
 
-    return load_bundled(device="cpu")
+    return load_bundled(device=DEVICE)

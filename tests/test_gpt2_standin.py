@@ -95,8 +95,12 @@ def test_repeated_tokens_and_induction_scores_on_gpt2s_vocabulary(gpt2):
 
 
 def test_every_notebook_runs_on_the_standin(tmp_path, monkeypatch):
-    """Every notebook that loads a language model, with MODEL=gpt2 on the stand-in (notebook 01 loads none)."""
-    env = {"INTERP_MODEL": "gpt2", standin.ENV: "1", "INTERP_STRICT": "0", "INTERP_FAST": "1"}
+    """Every notebook that loads a language model, with MODEL=gpt2 on the stand-in (notebook 01 loads none).
+
+    ``INTERP_STANDIN_TEST_WIDTH=768`` runs this pass at GPT-2 small's width (the GPU check does; on 2 CPU cores it
+    takes far longer than the test width)."""
+    width = os.environ.get("INTERP_STANDIN_TEST_WIDTH", "1")
+    env = {"INTERP_MODEL": "gpt2", standin.ENV: width, "INTERP_STRICT": "0", "INTERP_FAST": "1"}
     env["INTERP_REPORT_DIR"] = str(tmp_path / "tables")
     seconds = {}
     for name, budget in SMOKE.items():
@@ -106,11 +110,14 @@ def test_every_notebook_runs_on_the_standin(tmp_path, monkeypatch):
             start = time.perf_counter()
             result = run_notebook(NOTEBOOK_DIR / f"{name}.ipynb", tmp_path, tmp_path / "tables", 900, progress=False)
             seconds[name] = time.perf_counter() - start
+        peak = (result.table or {}).get("peak_gpu_bytes")
+        if peak is not None:  # on a GPU: how much of it the notebook took
+            print(f"{name}: peak GPU memory {peak / 2**30:.2f} GiB")
         assert result.error is None, result.error
         if name[:2].isdigit():  # the lessons report on the model they ran (02 also on its own small model)
             assert result.table is not None and "gpt2" in result.table["model"].split("; ")[-1], name
     print(
-        "stand-in pass:",
+        f"stand-in pass (width {width}):",
         ", ".join(f"{n} {s:.0f} s" for n, s in seconds.items()),
         f"(total {sum(seconds.values()):.0f} s)",
     )

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from interp_utils import plotting, report
+from interp_utils import plotting, report, runtime
 from interp_utils.report import ReproductionMismatch, ReproductionTable, markdown_table, show_source
 
 
@@ -29,6 +29,9 @@ def test_reproduction_table_saves_when_asked(tmp_path, monkeypatch):
     table.show()
     saved = json.loads((tmp_path / "nb.json").read_text())
     assert saved["rows"][0]["agrees"] is True and saved["mode"] == "fast" and 0 <= saved["seconds"] < 60
+    assert (saved["device"], saved["peak_gpu_bytes"]) == (runtime.device_name(), runtime.peak_gpu_memory())
+    if not torch.cuda.is_available():
+        assert saved["device"] == "cpu" and saved["peak_gpu_bytes"] is None  # no GPU memory to report
     monkeypatch.setenv("INTERP_FAST", "0")
     table.show()
     assert json.loads((tmp_path / "nb.json").read_text())["mode"] == "full"

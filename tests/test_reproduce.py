@@ -33,11 +33,21 @@ def test_report_gathers_tables_and_names_the_failing_notebook_and_cell(tmp_path)
     assert (
         "| a finding | 1.0 | 1/bundled | yes |" in report and "| a judgement call | big | medium | see text |" in report
     )
-    assert "| 01_ok | toy |" in report and "1 of 1 judged" in report and "**failed**" in report
+    assert "| 01_ok | toy | cpu |" in report and "1 of 1 judged" in report and "**failed**" in report
     assert "03_never" not in report and "_exercises" not in report
     assert "<table>" in (out / "report.html").read_text()
     executed = nbformat.read(out / "notebooks" / "02_broken.ipynb", as_version=4)
     assert executed.cells[1].outputs[0]["ename"] == "ValueError"
+
+
+def test_keep_going_runs_the_rest_and_still_fails(tmp_path):
+    write(tmp_path / "01_broken.ipynb", "raise ValueError('first')")
+    write(tmp_path / "02_ok.ipynb", TABLE_CELL.replace("01_ok", "02_ok"))
+    out = tmp_path / "out"
+    with pytest.raises(reproduce.NotebookFailed, match="01_broken.ipynb: cell 1 of 1"):
+        reproduce.reproduce(out, fast=True, model="bundled", directory=tmp_path, progress=False, keep_going=True)
+    report = (out / "report.md").read_text()
+    assert "| 02_ok | toy | cpu |" in report and "**failed**" in report
 
 
 def test_unknown_selection_is_explained(tmp_path):
