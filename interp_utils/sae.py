@@ -88,6 +88,11 @@ class SAE(nn.Module):
     def _check(self, x: Tensor, d: int, what: str) -> None:
         if x.shape[-1] != d:
             raise ValueError(f"{what} must end in dimension {d}, got shape {tuple(x.shape)}.")
+        if x.device != self.W_dec.device:
+            raise ValueError(
+                f"{what} is on {x.device} but the SAE is on {self.W_dec.device}: move the SAE to the model's "
+                f"device (sae.to(model.cfg.device)) or the input to the SAE's."
+            )
 
     def pre_acts(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
         """Encoder pre-activations, in the scaled units the SAE trains in."""

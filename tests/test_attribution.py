@@ -28,8 +28,9 @@ def make_transcoders(model, architecture: str = "topk", seed: int = 0, d_sae: in
     out = {}
     for layer in range(model.cfg.n_layers):
         cfg = SAEConfig(d_in=model.cfg.d_model, d_sae=d_sae, architecture=architecture, k=8, d_out=model.cfg.d_model)
-        tc = SAE(cfg)
+        tc = SAE(cfg, device=model.W_E.device)
         x, y = activations.collect(model, [hooks.name("mlp_in", layer), hooks.name("mlp_out", layer)], tokens)
+        x, y = x.to(model.W_E.device), y.to(model.W_E.device)
         tc.init_from_data(x, y)
         if architecture == "relu":
             with torch.no_grad():

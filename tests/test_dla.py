@@ -10,7 +10,7 @@ def test_direct_effects_add_up_to_the_logit_difference(bundled_model):
     batch = ioi_batch(bundled_model, make_ioi_prompts(16, names, corpus.TRAIN_TEMPLATES, seed=0))
     logits, cache = bundled_model.run_with_cache(batch.tokens)
     diff = logit_diff(logits, batch)
-    assert torch.allclose(diff, prompt_logit_diffs(bundled_model, batch.prompts), atol=1e-4)
+    assert torch.allclose(diff.cpu(), prompt_logit_diffs(bundled_model, batch.prompts), atol=1e-4)
     layers = dla.layer_direct_effects(bundled_model, cache, batch)
     bias = (bundled_model.b_U[batch.io] - bundled_model.b_U[batch.s]).mean().item()
     assert sum(layers.values()) + bias == pytest.approx(diff.mean().item(), abs=1e-3)

@@ -36,7 +36,7 @@ def one_at_a_time(model, tokens, source, patch, positions):
         patching._write(act, source[patch.hook], patch, positions)
         return act
 
-    return metric(model.run_with_hooks(tokens, fwd_hooks=[(patch.hook, hook)])).mean()
+    return metric(model.run_with_hooks(tokens, fwd_hooks=[(patch.hook, hook)])).mean().cpu()
 
 
 def test_batched_sweep_equals_one_patch_per_pass():
@@ -129,9 +129,9 @@ def test_attribution_patching_is_exact_for_a_linear_path():
     _, corrupt_cache = model.run_with_cache(corrupt)
     estimate = patching.attribution_patch_heads(model, clean, corrupt_cache, metric)
     exact = patching.patch_sweep(model, clean, corrupt_cache, patching.head_patches(model), metric)
-    baseline = metric(model(clean)).mean()
+    baseline = metric(model(clean)).mean().cpu()
     assert estimate.shape == (1, 3)
-    assert torch.allclose(estimate.flatten(), exact - baseline, atol=1e-4)
+    assert torch.allclose(estimate.flatten().cpu(), exact - baseline, atol=1e-4)
 
 
 def test_mean_ablation_keeps_the_circuit_and_averages_the_rest():
@@ -191,7 +191,7 @@ def test_receiver_inputs_are_what_path_patching_replaces():
     path = patching.path_patch_heads(
         model, clean, clean_cache, corrupt_cache, [(0, 1)], metric, [(1, 0), (1, 1), (1, 2)], "v"
     )
-    assert torch.allclose(path, metric(replaced).mean(), atol=1e-5)
+    assert torch.allclose(path, metric(replaced).mean().cpu(), atol=1e-5)
 
 
 def test_gpt2_small_shaped_model_runs_every_sweep():

@@ -34,6 +34,8 @@ def test_bad_configs_and_shapes_are_explained():
     model = sae.SAE(sae.SAEConfig(d_in=4, d_sae=8, k=2))
     with pytest.raises(ValueError, match="The SAE's input must end in dimension 4"):
         model.encode(torch.randn(3, 5))
+    with pytest.raises(ValueError, match=r"input is on meta but the SAE is on cpu: move the SAE"):  # as cuda vs cpu
+        model.encode(torch.empty(3, 4, device="meta"))
     with pytest.raises(ValueError, match="fewer than one batch"):
         sae.train_sae(model, torch.randn(10, 4), n_tokens=100, batch_size=64, progress=False)
     with pytest.raises(ValueError, match=r"\[batch, d_in\] activations"):
@@ -156,14 +158,20 @@ def test_a_learners_step_trains_exactly_like_the_built_in_one():
 
 def test_ce_loss_recovered_is_one_for_an_exact_reconstruction(bundled_model):
     tokens = next(activations.token_batches(bundled_model, 8, n_ctx=32, seed=1))
-    result = sae_metrics.ce_loss_recovered(bundled_model, identity_sae(bundled_model.cfg.d_model), HOOK, tokens)
+    result = sae_metrics.ce_loss_recovered(
+        bundled_model, identity_sae(bundled_model.cfg.d_model).to(bundled_model.cfg.device), HOOK, tokens
+    )
     assert result["spliced"] == pytest.approx(result["clean"], abs=1e-4)
     assert result["recovered"] == pytest.approx(1.0, abs=1e-3)
     assert result["zero_ablated"] > result["clean"] + 1.0
     baselines = sae_metrics.loss_baselines(bundled_model, HOOK, tokens)
     assert (
         sae_metrics.ce_loss_recovered(
-            bundled_model, identity_sae(bundled_model.cfg.d_model), HOOK, tokens, baselines=baselines
+            bundled_model,
+            identity_sae(bundled_model.cfg.d_model).to(bundled_model.cfg.device),
+            HOOK,
+            tokens,
+            baselines=baselines,
         )
         == result
     )
@@ -173,8 +181,9 @@ def test_metrics_take_a_saelens_sae(bundled_model):
     """The notebook evaluates a published SAELens SAE with the same code as its own."""
     from sae_lens import StandardSAE, StandardSAEConfig
 
-    lens = StandardSAE(StandardSAEConfig(d_in=bundled_model.cfg.d_model, d_sae=256))
+    lens = StandardSAE(StandardSAEConfig(d_in=bundled_model.cfg.d_model, d_sae=256)).to(bundled_model.cfg.device)
     acts = activations.collect(bundled_model, HOOK, next(activations.token_batches(bundled_model, 4, n_ctx=32)))
+    acts = acts.to(bundled_model.cfg.device)
     result = sae_metrics.evaluate_sae(lens, acts)
     x_hat = lens.decode(lens.encode(acts))
     # Gao et al.'s normalised MSE: the error over that of predicting the mean; beside it, the error over ||x||^2
@@ -194,7 +203,7 @@ def test_metrics_take_a_saelens_sae(bundled_model):
 
 def test_latents_contexts_and_logit_effects(bundled_model):
     torch.manual_seed(0)
-    model = sae.SAE(sae.SAEConfig(d_in=bundled_model.cfg.d_model, d_sae=64, k=4))
+    model = sae.SAE(sae.SAEConfig(d_in=bundled_model.cfg.d_model, d_sae=64, k=4), device=bundled_model.W_E.device)
     tokens = next(activations.token_batches(bundled_model, 4, n_ctx=32))
     acts = sae_metrics.latent_activations(bundled_model, model, HOOK, tokens)
     assert acts.shape == (4, 32, 64) and (acts[:, 0] == 0).all() and ((acts > 0).sum(-1) <= 4).all()

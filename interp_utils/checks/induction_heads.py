@@ -68,7 +68,7 @@ def check_composition_score(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
 def check_zero_ablation_hook(fn: Callable[..., Tensor]) -> None:
     """``fn(z, hook, head)`` must zero one head's ``z`` and leave the others alone."""
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_heads=4, d_head=8, n_ctx=16, d_vocab=30, attn_only=True, seed=0
+        n_layers=2, d_model=32, n_heads=4, d_head=8, n_ctx=16, d_vocab=30, attn_only=True, seed=0, device="cpu"
     )
     model = HookedTransformer(cfg)
     tokens = torch.randint(0, 30, (3, 16), generator=torch.Generator().manual_seed(0))
@@ -166,7 +166,7 @@ def check_train_step(fn: Callable[..., float]) -> None:
 
     def fresh() -> tuple[HookedTransformer, torch.optim.Optimizer]:
         cfg = HookedTransformerConfig(
-            n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=12, d_vocab=20, attn_only=True, seed=0
+            n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=12, d_vocab=20, attn_only=True, seed=0, device="cpu"
         )
         model = HookedTransformer(cfg)
         return model, torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -196,7 +196,7 @@ def check_icl_score(fn: Callable[[Tensor], float]) -> None:
 
 def _tiny_model(split: bool = False) -> HookedTransformer:
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=16, n_heads=2, d_head=8, n_ctx=10, d_vocab=12, attn_only=True, seed=3
+        n_layers=2, d_model=16, n_heads=2, d_head=8, n_ctx=10, d_vocab=12, attn_only=True, seed=3, device="cpu"
     )
     model = HookedTransformer(cfg)
     model.set_use_split_qkv_input(split)

@@ -298,7 +298,7 @@ def check_path_patch_to_receivers(fn: Callable[..., float], model: HookedTransfo
 def check_copying_score(fn: Callable[..., float], model: HookedTransformer) -> None:
     """Copying and negative copying scores of a few heads, against ``heads.copying_score``."""
     names = ioi.default_names(model)
-    tokens = torch.tensor([model.to_single_token(" " + n) for n in names])
+    tokens = torch.tensor([model.to_single_token(" " + n) for n in names], device=model.cfg.device)
     for layer, head in [(model.cfg.n_layers - 1, 0), (model.cfg.n_layers // 2, model.cfg.n_heads - 1)]:
         for negative in (False, True):
             want = copying_score(model, layer, head, tokens, 5, negative)
