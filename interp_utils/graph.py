@@ -1,4 +1,4 @@
-"""Attribution graphs as data (Ameisen et al. 2025): node order, influence, pruning, scores, labels and the picture.
+"""Attribution graphs as data (Ameisen et al. 2025): node order, influence, pruning, scores, supernodes, the picture.
 
 A graph's nodes are ordered as circuit-tracer orders them (active features, error nodes, token embeddings, logits),
 and pruning and scores follow its definitions, so its functions read our graphs too. Graphs are built by
@@ -12,11 +12,6 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
-
-from interp_utils import hooks
-from interp_utils.sae import SAE
-from interp_utils.sae_metrics import latent_activations
 
 
 @dataclass
@@ -153,34 +148,6 @@ def graph_scores(graph: AttributionGraph) -> dict[str, float]:
     }
 
 
-@torch.no_grad()
-def feature_labels(
-    model: HookedTransformer,
-    transcoders: dict[int, SAE],
-    features: list[tuple[int, int]],
-    tokens: Int[Tensor, "batch pos"],
-    k: int = 3,
-) -> dict[tuple[int, int], str]:
-    """For each (layer, feature): the ``k`` distinct tokens it fires on most strongly in ``tokens``, e.g.
-    "Mary / John / Alice", a quick name for the feature (in the spirit of the paper's feature labels)."""
-    labels = {}
-    for layer in sorted({layer for layer, _ in features}):
-        acts = latent_activations(model, transcoders[layer], hooks.name("mlp_in", layer), tokens)
-        for lay, feat in features:
-            if lay != layer:
-                continue
-            a = acts[..., feat].flatten()
-            seen: list[str] = []
-            for index in a.argsort(descending=True)[: 50 * k].tolist():
-                if a[index] <= 0 or len(seen) == k:
-                    break
-                word = model.to_single_str_token(int(tokens.flatten()[index]))
-                if word not in seen:
-                    seen.append(word)
-            labels[(lay, feat)] = " / ".join(repr(w.strip() or w) for w in seen) or "(never fires)"
-    return labels
-
-
 def plot_graph(
     graph: AttributionGraph,
     pruned: Pruned,
@@ -190,7 +157,8 @@ def plot_graph(
 ):
     """The pruned graph: position along x, layer up y (embeddings at the bottom, logits on top); features are
     circles, error nodes grey squares; edge width grows with |weight|, blue positive, red negative.
-    Hover a node for its label, activation and influence."""
+    Hover a node for its label (``labels[(layer, feature)]``: a name, or a dashboard's summary), activation and
+    influence."""
     import plotly.graph_objects as go
 
     labels = labels or {}
@@ -267,4 +235,88 @@ def plot_graph(
             title="",
         ),
     )
+    return fig
+
+
+# --- supernodes: features grouped by role, the paper's way of reading a graph ---
+
+
+@dataclass
+class Collapsed:
+    """A pruned graph with named groups of features merged: ``adjacency[t, s]`` sums the kept edges from the
+    members of ``s`` to those of ``t`` (direct effects add). Nodes in no group stay as they were."""
+
+    names: list[str]
+    kinds: list[str]  # "supernode", or the kind of a node left as it was
+    layer: list[float]  # mean layer of the members (-1 embeddings, n_layers logits)
+    pos: list[float]  # mean position of the members
+    members: list[list[int]]  # each node's indices in the original graph
+    adjacency: Float[Tensor, "m m"]
+
+
+def collapse(graph: AttributionGraph, pruned: Pruned, supernodes: dict[str, list[int]]) -> Collapsed:
+    """Merge each named list of kept feature nodes into one supernode; every other kept node stays."""
+    seen: dict[int, str] = {}
+    for name, group in supernodes.items():
+        for i in group:
+            if not (0 <= i < graph.n_features and bool(pruned.node_mask[i])):
+                raise ValueError(f"Supernode {name!r}: node {i} is not a kept feature of the pruned graph.")
+            if i in seen:
+                raise ValueError(f"Node {i} is in two supernodes, {seen[i]!r} and {name!r}: a feature joins one.")
+            seen[i] = name
+        if not group:
+            raise ValueError(f"Supernode {name!r} is empty.")
+    kept = [i for i in pruned.node_mask.nonzero().flatten().tolist() if i not in seen]
+    members = [list(group) for group in supernodes.values()] + [[i] for i in kept]
+    nodes = [graph.node(group[0]) for group in members]
+    names = list(supernodes) + [node["label"] for node in nodes[len(supernodes) :]]
+    kinds = ["supernode"] * len(supernodes) + [node["kind"] for node in nodes[len(supernodes) :]]
+    where = [[graph.node(i) for i in group] for group in members]
+    layer = [sum(n["layer"] for n in group) / len(group) for group in where]
+    pos = [sum(n["pos"] for n in group) / len(group) for group in where]
+    assign = torch.zeros(len(members), len(graph.adjacency))  # row m: which original nodes make up node m
+    for m, group in enumerate(members):
+        assign[m, group] = 1.0
+    A = graph.adjacency * pruned.edge_mask
+    return Collapsed(names, kinds, layer, pos, members, assign @ A @ assign.T)
+
+
+def plot_collapsed(collapsed: Collapsed, title: str = "Collapsed graph", min_share: float = 0.02):
+    """Supernodes as labelled boxes at their members' mean position and layer, edges by summed weight (those under
+    ``min_share`` of the largest left out)."""
+    import plotly.graph_objects as go
+
+    A = collapsed.adjacency
+    biggest = A.abs().max().clamp_min(1e-12)
+    fig = go.Figure()
+    for t, s in (A.abs() >= min_share * biggest).nonzero().tolist():
+        w = A[t, s].item()
+        fig.add_trace(
+            go.Scatter(
+                x=[collapsed.pos[s], collapsed.pos[t]],
+                y=[collapsed.layer[s], collapsed.layer[t]],
+                mode="lines",
+                showlegend=False,
+                hoverinfo="skip",
+                line=dict(width=1 + 8 * abs(w) / biggest.item(), color="#1f77b4" if w > 0 else "#d62728"),
+            )
+        )
+    styles = {"supernode": ("square", "#ff7f0e", 22), "feature": ("circle", "#ffbb78", 10)}
+    for kind in dict.fromkeys(collapsed.kinds):
+        shown = [m for m, k in enumerate(collapsed.kinds) if k == kind]
+        symbol, colour, size = styles.get(kind, ("diamond", "#999999", 12))
+        fig.add_trace(
+            go.Scatter(
+                x=[collapsed.pos[m] for m in shown],
+                y=[collapsed.layer[m] for m in shown],
+                mode="markers+text" if kind == "supernode" else "markers",
+                text=[collapsed.names[m] for m in shown],
+                textposition="top center",
+                name=kind,
+                marker=dict(symbol=symbol, color=colour, size=size),
+                hovertext=[f"{collapsed.names[m]} ({len(collapsed.members[m])} nodes)" for m in shown],
+                hoverinfo="text",
+            )
+        )
+    fig.update_layout(title=title, xaxis_title="position", yaxis_title="layer", height=500)
     return fig

@@ -9,8 +9,10 @@ import torch
 
 from interp_utils import activations, attribution, hooks, transcoders
 from interp_utils.attribution import LocalReplacement, attribute
-from interp_utils.graph import AttributionGraph, feature_labels, graph_scores, plot_graph, prune
+from interp_utils.dashboards import feature_dashboards
+from interp_utils.graph import AttributionGraph, collapse, graph_scores, plot_collapsed, plot_graph, prune
 from interp_utils.sae import SAE, SAEConfig
+from interp_utils.sae_metrics import latent_activations
 
 PROMPT = "Then, Mary and John went to the store. John gave a drink to"
 
@@ -147,16 +149,47 @@ def test_head_contributions_shape_and_causality(model, tcs):
     assert contributions.abs().sum() > 0
 
 
-def test_labels_and_plot(model, tcs, graph):
+def test_dashboards_and_plot(model, tcs, graph):
     pruned = prune(graph)
-    keep = [tuple(graph.features[i, [0, 2]].tolist()) for i in pruned.node_mask[: graph.n_features].nonzero()[:5, 0]]
+    kept = pruned.node_mask[: graph.n_features].nonzero()[:5, 0].tolist()
+    keep = [tuple(graph.features[i, [0, 2]].tolist()) for i in kept]
     tokens = next(activations.token_batches(model, 8, n_ctx=64, seed=5))
-    labels = feature_labels(model, tcs, keep, tokens)
-    assert set(labels) == set(keep) and all(isinstance(v, str) and v for v in labels.values())
-    fig = plot_graph(graph, pruned, labels)
+    boards = feature_dashboards(model, tcs, keep, tokens, k=3)
+    assert set(boards) == set(keep)
+    acts = latent_activations(model, tcs[keep[0][0]], hooks.name("mlp_in", keep[0][0]), tokens)[..., keep[0][1]]
+    board = boards[keep[0]]
+    words, values, at = board.contexts[0]
+    assert values[at] == pytest.approx(acts.max().item()) and len(board.contexts) <= 3  # the top context first
+    assert board.density == pytest.approx((acts[:, 1:] > 0).float().mean().item())
+    assert f"<b> {words[at].strip()}</b>" in board.summary() and "promotes" in board.summary()
+    assert f"L{keep[0][0]} #{keep[0][1]}" in board.html() and board.label.startswith("'")
+    with pytest.raises(ValueError, match=r"No such \(layer, feature\)"):
+        feature_dashboards(model, tcs, [(0, 10**6)], tokens)
+    fig = plot_graph(graph, pruned, {key: b.summary() for key, b in boards.items()})
     names = {trace.name for trace in fig.data}
     assert {"feature", "embedding", "logit"} <= names
     assert fig.layout.xaxis.ticktext == tuple(graph.str_tokens)
+    hovers = [t for trace in fig.data if trace.name == "feature" for t in trace.text]
+    assert any("promotes" in t for t in hovers)  # the dashboard is reachable from the graph view
+
+
+def test_supernodes_sum_their_members_edges(graph):
+    pruned = prune(graph)
+    kept = pruned.node_mask[: graph.n_features].nonzero().flatten().tolist()
+    a, b = kept[:2], kept[2:4]
+    collapsed = collapse(graph, pruned, {"first": a, "second": b})
+    A = graph.adjacency * pruned.edge_mask
+    assert collapsed.names[:2] == ["first", "second"] and collapsed.kinds[:2] == ["supernode", "supernode"]
+    assert collapsed.adjacency[1, 0].item() == pytest.approx(A[b][:, a].sum().item(), abs=1e-5)
+    assert collapsed.adjacency[0, 1].item() == pytest.approx(A[a][:, b].sum().item(), abs=1e-5)
+    assert len(collapsed.names) == int(pruned.node_mask.sum()) - 4 + 2  # four features became two supernodes
+    assert collapsed.adjacency.sum().item() == pytest.approx(A.sum().item(), rel=1e-4)  # no edge lost or doubled
+    assert plot_collapsed(collapsed).data
+    with pytest.raises(ValueError, match="in two supernodes"):
+        collapse(graph, pruned, {"x": a, "y": a[:1]})
+    dropped = (~pruned.node_mask[: graph.n_features]).nonzero().flatten().tolist()
+    with pytest.raises(ValueError, match="not a kept feature"):
+        collapse(graph, pruned, {"x": dropped[:1]})
 
 
 def test_clear_errors(model, tcs):

@@ -219,13 +219,25 @@ def _every_check():
                 yield getattr(module, name)
 
 
+@pytest.fixture(scope="module")
+def notebook_objects(bundled_model):
+    """What notebook 05's checks take besides the model: its transcoders and a graph (untrained ones will do)."""
+    from test_attribution import PROMPT, make_transcoders
+
+    from interp_utils.attribution import attribute
+
+    tcs = make_transcoders(bundled_model)
+    return {"model": bundled_model, "transcoders": tcs, "graph": attribute(bundled_model, tcs, PROMPT, progress=False)}
+
+
 @pytest.mark.parametrize("check", list(_every_check()), ids=lambda c: c.__name__)
-def test_a_stub_is_not_answered_yet_rather_than_a_traceback(check, bundled_model):
+def test_a_stub_is_not_answered_yet_rather_than_a_traceback(check, notebook_objects):
     def my_answer(*args, **kwargs):
         raise NotImplementedError("Exercise: replace this line with your answer")
 
-    # a check's other arguments: the notebook's model, or more of the learner's functions
-    extra = [bundled_model if name == "model" else my_answer for name in list(inspect.signature(check).parameters)[1:]]
+    # a check's other arguments: the notebook's model, transcoders or graph, or more of the learner's functions
+    names = list(inspect.signature(check).parameters)[1:]
+    extra = [notebook_objects.get(name, my_answer) for name in names]
     with pytest.raises(NotAnswered, match="my_answer: not answered yet"):
         check(my_answer, *extra)
 

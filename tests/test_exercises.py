@@ -66,7 +66,7 @@ def test_committed_learner_copies_are_what_the_lessons_derive_to(path):
 
 
 # Lessons that are problem sets (EXERCISES.md): at least 12 exercises, each with its marker line, hints and check.
-PROBLEM_SETS = ["01_superposition", "02_induction_heads", "03_ioi", "04_sparse_autoencoders"]
+PROBLEM_SETS = ["01_superposition", "02_induction_heads", "03_ioi", "04_sparse_autoencoders", "05_circuit_tracing"]
 
 
 @pytest.mark.parametrize("name", PROBLEM_SETS)
