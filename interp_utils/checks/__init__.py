@@ -68,6 +68,13 @@ def compare_training_steps(
             )
 
 
+def close(got: float, want: float, what: str, hint: str, tol: float = 1e-3) -> None:
+    """Fail with "<what>: expected ..., got ... <hint>" unless ``got`` is within ``tol`` of ``want``
+    (relative to ``want`` where it is larger than 1)."""
+    if abs(got - want) > tol * max(1.0, abs(want)):
+        raise AssertionError(f"{what}: expected {want:.5f}, got {got:.5f}. {hint}")
+
+
 def _quiet_in_notebooks() -> None:
     """In IPython, show a NotAnswered as its message alone: it is an instruction, not a bug."""
     shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()

@@ -10,7 +10,7 @@ from transformer_lens import HookedTransformer
 
 from interp_utils import activations, attribution, hooks
 from interp_utils.attribution import LocalReplacement
-from interp_utils.checks import answered
+from interp_utils.checks import answered, close
 from interp_utils.graph import AttributionGraph, graph_scores, influence, normalised
 from interp_utils.sae import SAE, SAEConfig
 from interp_utils.transcoders import Transcoders, replacement_hooks
@@ -59,11 +59,6 @@ def check_threshold(fn: Callable[[Tensor, float], Tensor]) -> None:
 # --- transcoders and the replacement model ---
 
 
-def _close(got: float, want: float, what: str, hint: str, tol: float = 1e-4) -> None:
-    if not abs(got - want) <= tol * max(1.0, abs(want)):
-        raise AssertionError(f"Expected {what} {want:.5f}, got {got:.5f}. {hint}")
-
-
 def _tokens(model: HookedTransformer, n: int = 4, n_ctx: int = 24, seed: int = 7) -> Tensor:
     return next(activations.token_batches(model, n, n_ctx=n_ctx, seed=seed)).to(model.cfg.device)
 
@@ -85,7 +80,7 @@ def check_transcoder_loss(fn: Callable[..., Tensor]) -> None:
             raise AssertionError("That compares the prediction with the MLP's input: a transcoder predicts its output.")
         if abs(got_f - (pred - mlp_out).pow(2).mean().item()) < 1e-4:
             raise AssertionError("The squared error is summed over dimensions, then averaged over tokens.")
-    _close(got_f, want, "a loss of", "Predict from the MLP input with tc(mlp_in); compare with the MLP output.")
+    close(got_f, want, "the transcoder loss", "Predict from tc(mlp_in); compare with the MLP output.", 1e-4)
     print("transcoder loss: correct.")
 
 
@@ -106,7 +101,9 @@ def check_replacement_loss(fn: Callable[..., float], model: HookedTransformer, t
                 "Each transcoder must read the MLP input of the model as replaced so far (errors compound), not the "
                 "input from a clean run: replace the outputs in one forward pass, reading each input as it comes."
             )
-    _close(got, want, "a mean loss of", "Replace every layer's MLP output (past BOS) with tc(MLP input) in one run.")
+    close(
+        got, want, "the mean loss", "Replace every layer's MLP output (past BOS) with tc(MLP input) in one run.", 1e-4
+    )
     print("replacement loss: correct.")
 
 
@@ -219,9 +216,9 @@ def check_feature_edge(fn: Callable[..., float], model: HookedTransformer, trans
         act = float(graph.activations[source])
         if abs(got * act - want) < 1e-4 * max(1, abs(want)) and abs(act - 1) > 1e-3:
             raise AssertionError("Multiply by the source's activation: the edge is its decoder row . gradient x a_s.")
-        _close(got, want, f"edge {source} -> {target} of", "Backpropagate the target's pre-activation (its MLP "
+        close(got, want, f"edge {source} -> {target}", "Backpropagate the target's pre-activation (its MLP "
                "input . its encoder column) to the MLP outputs, dot the source's decoder row with the gradient at "
-               "its layer and position, times its activation.")  # fmt: skip
+               "its layer and position, times its activation.", 1e-4)  # fmt: skip
     print("feature-to-feature edges: correct.")
 
 
@@ -245,7 +242,7 @@ def check_graph_scores(fn: Callable[..., dict[str, float]], graph: AttributionGr
     if abs(got["replacement"] - share) < 1e-5 and abs(want["replacement"] - share) > 1e-4:
         raise AssertionError("Replacement compares tokens with errors only: tokens / (tokens + errors), by influence.")
     for key in want:
-        _close(got[key], want[key], f"a {key} score of", "Use the row-normalised |adjacency| and influence().", 1e-5)
+        close(got[key], want[key], f"the {key} score", "Use the row-normalised |adjacency| and influence().", 1e-5)
     print("replacement and completeness scores: correct.")
 
 
@@ -286,6 +283,6 @@ def check_ablation_effect(
                 "Keep attention patterns and LayerNorm scales frozen (local.run's defaults): the graph's prediction "
                 "assumes them fixed, so the intervention that tests it must too."
             )
-        _close(got, expected, "a change of", "Run local.run with the feature set to 0 and without, and compare "
-               "the target token's logit minus the mean logit at the last position.")  # fmt: skip
+        close(got, expected, "the change", "Run local.run with the feature set to 0 and without, and compare "
+               "the target token's logit minus the mean logit at the last position.", 1e-4)  # fmt: skip
     print("ablation effect: correct.")

@@ -12,7 +12,7 @@ from torch import Tensor
 from transformer_lens import ActivationCache, HookedTransformer
 
 from interp_utils import dla, hooks, ioi, patching
-from interp_utils.checks import answered
+from interp_utils.checks import answered, close
 from interp_utils.heads import copying_score
 from interp_utils.patching import Patch
 
@@ -79,11 +79,6 @@ def _float(got: Any, what: str) -> float:
     return got
 
 
-def _close(got: float, want: float, what: str, hint: str, tol: float = 1e-3) -> None:
-    if abs(got - want) > tol * max(1.0, abs(want)):
-        raise AssertionError(f"{what}: expected {want:.4f}, got {got:.4f}. {hint}")
-
-
 @answered
 def check_logit_diff(fn: Callable[[Tensor, ioi.IOIBatch], Tensor]) -> None:
     """A right-padded hand-made batch (the last column is padding for one prompt), then the notebook's model."""
@@ -130,7 +125,7 @@ def check_layer_direct_effects(fn: Callable[..., dict[str, float]], model: Hooke
             f"Return a dict with the keys {list(want)}, got {list(got) if isinstance(got, dict) else got}."
         )
     for key, value in want.items():
-        _close(
+        close(
             float(got[key]),
             value,
             f"direct effect of {key!r}",
@@ -171,7 +166,7 @@ def check_patch_resid(fn: Callable[..., float], model: HookedTransformer) -> Non
             fn(model, case.batch.corrupted, case.clean_cache, layer, pos, case.batch.positions, case.normalised),
             "patch_resid",
         )
-        _close(
+        close(
             got,
             want,
             f"patching resid_pre {layer} at {pos}",
@@ -212,7 +207,7 @@ def check_patch_head(fn: Callable[..., float], model: HookedTransformer) -> None
             fn(model, case.batch.corrupted, case.clean_cache, layer, head, case.normalised, pos, case.batch.positions),
             "patch_head",
         )
-        _close(
+        close(
             got,
             want,
             f"patching head {layer}.{head} at {pos or 'every position'}",
@@ -246,7 +241,7 @@ def check_path_patch_to_logits(fn: Callable[..., float], model: HookedTransforme
                 f"Sender {sender[0]}.{sender[1]}: {got:.4f} is the total effect of patching the head (activation "
                 f"patching), not its direct path ({want:.4f}). Freeze every other head's z at its clean value."
             )
-        _close(got, want, f"sender {sender[0]}.{sender[1]}", "Run the clean tokens with every z from clean_cache "
+        close(got, want, f"sender {sender[0]}.{sender[1]}", "Run the clean tokens with every z from clean_cache "
                "except the sender's, which comes from corrupt_cache; MLPs recompute.")  # fmt: skip
     print("path patching to the logits: correct.")
 
@@ -284,7 +279,7 @@ def check_path_patch_to_receivers(fn: Callable[..., float], model: HookedTransfo
     for mode in ("q", "k", "v"):
         want = patching.path_patch_heads(*args, [sender], case.change, receivers, mode).item()
         got = _float(fn(*args, sender, receivers, mode, case.change), "path_patch_to_receivers")
-        _close(
+        close(
             got,
             want,
             f"{mode} of receivers {receivers}",
@@ -303,7 +298,7 @@ def check_copying_score(fn: Callable[..., float], model: HookedTransformer) -> N
         for negative in (False, True):
             want = copying_score(model, layer, head, tokens, 5, negative)
             got = _float(fn(model, layer, head, tokens, 5, negative), "copying_score")
-            _close(
+            close(
                 got,
                 want,
                 f"{'negative ' if negative else ''}copying score of {layer}.{head}",
@@ -340,7 +335,7 @@ def check_faithfulness(fn: Callable[..., float], model: HookedTransformer) -> No
     case = _case(model)
     batch = case.batch
     got = _float(fn(model, batch, []), "faithfulness")
-    _close(got, 1.0, "faithfulness with no ablation", "With no hooks the circuit is the whole model: the ratio is 1.")
+    close(got, 1.0, "faithfulness with no ablation", "With no hooks the circuit is the whole model: the ratio is 1.")
     groups = torch.arange(len(batch))
     keep = [(layer, h) for layer in range(model.cfg.n_layers - 1) for h in range(model.cfg.n_heads)]
     fwd = patching.mean_ablation_hooks(model, case.corrupt_cache, groups * 0, keep)
@@ -351,7 +346,7 @@ def check_faithfulness(fn: Callable[..., float], model: HookedTransformer) -> No
     got = _float(fn(model, batch, fwd), "faithfulness")
     if abs(got - per_prompt) < 1e-4 and abs(want - per_prompt) > 1e-3:
         raise AssertionError("That is the mean of per-prompt ratios; the paper divides the mean logit differences.")
-    _close(got, want, "faithfulness with the last layer's heads mean-ablated", "Run with the hooks, take the mean "
+    close(got, want, "faithfulness with the last layer's heads mean-ablated", "Run with the hooks, take the mean "
            "logit difference, and divide by the full model's mean logit difference.")  # fmt: skip
     print("faithfulness: correct.")
 
