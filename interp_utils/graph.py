@@ -78,7 +78,8 @@ def normalised(adjacency: Float[Tensor, "n n"]) -> Float[Tensor, "n n"]:
     return a / a.sum(1, keepdim=True).clamp_min(1e-10)
 
 
-def _logit_weights(graph: AttributionGraph) -> Tensor:
+def logit_weights(graph: AttributionGraph) -> Float[Tensor, " n_nodes"]:
+    """Each node's weight as a target: the logit nodes' probabilities, zero elsewhere."""
     w = torch.zeros(len(graph.adjacency))
     w[graph.logits] = graph.logit_probs
     return w
@@ -117,7 +118,7 @@ def prune(graph: AttributionGraph, node_threshold: float = 0.8, edge_threshold: 
     nodes left with no outgoing edge and features with no incoming one, until nothing changes."""
     if not (0 <= node_threshold <= 1 and 0 <= edge_threshold <= 1):
         raise ValueError(f"Thresholds are fractions in [0, 1], got {node_threshold} and {edge_threshold}.")
-    A, w = graph.adjacency, _logit_weights(graph)
+    A, w = graph.adjacency, logit_weights(graph)
     node_influence = influence(normalised(A), w)
     nodes = node_influence >= threshold(node_influence, node_threshold)
     nodes[graph.embeds.start :] = True
@@ -137,7 +138,7 @@ def prune(graph: AttributionGraph, node_threshold: float = 0.8, edge_threshold: 
 def graph_scores(graph: AttributionGraph) -> dict[str, float]:
     """Replacement score: the share of the token-to-logit influence that avoids error nodes.
     Completeness score: the influence-weighted share of every node's inputs that come from features or tokens."""
-    A, w = normalised(graph.adjacency), _logit_weights(graph)
+    A, w = normalised(graph.adjacency), logit_weights(graph)
     node_influence = influence(A, w)
     tokens, errors = node_influence[graph.embeds].sum(), node_influence[graph.errors].sum()
     non_error = 1 - A[:, graph.errors].sum(1)

@@ -128,9 +128,7 @@ def test_score_and_intervention_checks(bundled_model, tcs, ioi_graph):
         checks.check_graph_scores(unweighted, ioi_graph)
 
     def with_features(g):
-        A, w = graph.normalised(g.adjacency), torch.zeros(len(g.adjacency))
-        w[g.logits] = g.logit_probs
-        inf = graph.influence(A, w)
+        inf = graph.influence(graph.normalised(g.adjacency), graph.logit_weights(g))
         return graph.graph_scores(g) | {"replacement": (inf[g.embeds].sum() / inf[: g.embeds.stop].sum()).item()}
 
     with pytest.raises(AssertionError, match="tokens / \\(tokens \\+ errors\\)"):

@@ -11,7 +11,7 @@ from transformer_lens import HookedTransformer
 from interp_utils import activations, attribution, hooks
 from interp_utils.attribution import LocalReplacement
 from interp_utils.checks import answered, close
-from interp_utils.graph import AttributionGraph, graph_scores, influence, normalised
+from interp_utils.graph import AttributionGraph, graph_scores, influence, logit_weights, normalised
 from interp_utils.sae import SAE, SAEConfig
 from interp_utils.transcoders import Transcoders, replacement_hooks
 
@@ -232,9 +232,7 @@ def check_graph_scores(fn: Callable[..., dict[str, float]], graph: AttributionGr
     if set(got) != {"replacement", "completeness"}:
         raise AssertionError("Return {'replacement': ..., 'completeness': ...}.")
     A = normalised(graph.adjacency)
-    w = torch.zeros(len(A))
-    w[graph.logits] = graph.logit_probs
-    inf = influence(A, w)
+    inf = influence(A, logit_weights(graph))
     unweighted = (1 - A[:, graph.errors].sum(1)).mean().item()
     if abs(got["completeness"] - unweighted) < 1e-5 and abs(want["completeness"] - unweighted) > 1e-4:
         raise AssertionError("Weight each node's non-error share by its influence plus its own logit weight.")
