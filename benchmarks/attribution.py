@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import time
 
 import torch
 from circuit_tracer.attribution.attribute import attribute as ct_attribute
 
 from interp_utils import attribution, ioi, load_bundled, transcoders
-from interp_utils.runtime import device_name, synchronize
+from interp_utils.runtime import benchmark_device, timed
 from interp_utils.sae import SAEConfig
 
 
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     ct_model = transcoders.to_circuit_tracer(model, tcs)
     names = ioi.single_token_names(model)
     rng = random.Random(0)
-    print(f"device: {device_name() if args.device != 'cpu' else f'{torch.get_num_threads()} CPU threads'}")
+    print(f"device: {benchmark_device(args.device)}")
     print(f"{'tokens':>6} {'features':>8} {'ours (s)':>9} {'circuit-tracer (s)':>18} {'ratio':>6} {'max |Δ edge|':>12}")
     for length in args.lengths:
         tokens = model.to_tokens("".join(" " + rng.choice(names) for _ in range(length - 1)))[0]
@@ -63,10 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, fn in runs.items():
             times = []
             for _ in range(args.repeats):
-                start = time.perf_counter()
-                results[name] = fn()
-                synchronize(args.device)
-                times.append(time.perf_counter() - start)
+                results[name], seconds_taken = timed(fn, args.device)
+                times.append(seconds_taken)
             seconds[name] = min(times)
         diff = (results["theirs"].adjacency_matrix.cpu() - results["ours"].adjacency).abs().max().item()
         print(

@@ -11,7 +11,6 @@ for each, the speed-up and the largest difference between their results.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -19,7 +18,7 @@ from transformer_lens import patching as tl_patching
 
 from interp_utils import corpus, load_bundled, patching
 from interp_utils.ioi import ioi_batch, make_ioi_prompts, single_token_names
-from interp_utils.runtime import device_name, synchronize
+from interp_utils.runtime import benchmark_device, timed
 
 
 @torch.no_grad()
@@ -61,17 +60,15 @@ def main(argv: list[str] | None = None) -> None:
         ),
     }
     name = "GPT-2-small-shaped (random weights)" if args.gpt2_size else model.cfg.model_name
-    where = device_name() if args.device != "cpu" else f"{torch.get_num_threads()} CPU threads"
-    print(f"model: {name}; {len(batch)} prompts of {seq} tokens; {where}")
+    print(f"model: {name}; {len(batch)} prompts of {seq} tokens; {benchmark_device(args.device)}")
     for label, (reference, patches) in sweeps.items():
-        start = time.perf_counter()
-        expected = reference()
-        synchronize(args.device)
-        t_tl = time.perf_counter() - start
-        start = time.perf_counter()
-        ours = patching.patch_sweep(model, batch.corrupted, clean_cache, patches, logit_diff, positions)
-        synchronize(args.device)
-        t_ours = time.perf_counter() - start
+        expected, t_tl = timed(reference, args.device)
+        ours, t_ours = timed(
+            lambda patches=patches: patching.patch_sweep(
+                model, batch.corrupted, clean_cache, patches, logit_diff, positions
+            ),
+            args.device,
+        )
         diff = (ours.reshape(expected.shape) - expected.cpu()).abs().max().item()
         print(
             f"{label}: {len(patches)} patches. TransformerLens {t_tl:.2f} s, batched {t_ours:.2f} s "

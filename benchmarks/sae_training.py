@@ -13,26 +13,18 @@ tokens per second for each, their ratio, and each SAE's L0 and explained varianc
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from sae_lens import SAETrainer, StandardTrainingSAE, StandardTrainingSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.config import SAETrainerConfig
 
 from interp_utils import activations, hooks, load_bundled, sae, sae_metrics
-from interp_utils.runtime import device_name, synchronize
+from interp_utils.runtime import benchmark_device, timed
 
 
 def batches(data: torch.Tensor, batch_size: int, seed: int):
     """Shuffled minibatches in the same order for both trainers."""
     return sae.tensor_batches(data, batch_size, torch.Generator().manual_seed(seed))
-
-
-def timed(fn, device: str) -> float:
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,8 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     d_in = model.cfg.d_model
     print(
         f"{len(data):,} training activations ({d_in}-d), {args.tokens:,} tokens per SAE, {args.d_sae} latents, "
-        f"batch {args.batch}, lr {args.lr}, "
-        + (device_name() if args.device != "cpu" else f"{torch.get_num_threads()} threads")
+        f"batch {args.batch}, lr {args.lr}, {benchmark_device(args.device)}"
     )
 
     steps = args.tokens // args.batch
@@ -87,14 +78,14 @@ def main(argv: list[str] | None = None) -> None:
     }
     rows = []
     for name, (ours, theirs) in pairs.items():
-        ours_s = timed(
+        _, ours_s = timed(
             lambda ours=ours: sae.train_sae(
                 ours, batches(data, args.batch, 0), args.tokens, batch_size=args.batch, lr=args.lr, progress=False
             ),
             args.device,
         )
         trainer = SAETrainer(cfg=lens_trainer, sae=theirs, data_provider=batches(data, args.batch, 0))
-        theirs_s = timed(trainer.fit, args.device)
+        _, theirs_s = timed(trainer.fit, args.device)
         theirs.eval()
         for who, model_sae, seconds in (("interp_utils", ours, ours_s), ("SAELens", theirs, theirs_s)):
             with torch.no_grad():

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
 
+T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -64,11 +68,21 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def synchronize(device: str | torch.device) -> None:
-    """Wait for the work queued on ``device``: CUDA runs asynchronously, so a timer must wait before it reads."""
-    device = torch.device(device)
-    if device.type == "cuda":
+def timed(fn: Callable[[], T], device: str | torch.device) -> tuple[T, float]:
+    """``fn()`` and the seconds it took, having waited for the work it queued on ``device`` (CUDA runs
+    asynchronously, so a clock read without waiting would time only the launches)."""
+    start = time.perf_counter()
+    result = fn()
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+    return result, time.perf_counter() - start
+
+
+def benchmark_device(device: str | torch.device) -> str:
+    """What a benchmark ran on, in words: the GPU's name, or the number of CPU threads."""
+    if torch.device(device).type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{torch.get_num_threads()} CPU threads"
 
 
 def peak_gpu_memory() -> int | None:
