@@ -25,6 +25,15 @@ from interp_utils.hooks import Hook, store_hook
 from interp_utils.transcoders import Transcoders, check_layers
 
 
+def frozen_names(n_layers: int) -> dict[str, list[str]]:
+    """What the local replacement model freezes, by kind: every attention pattern, and every LayerNorm scale."""
+    layernorm = hooks.layer_names("ln1_scale", n_layers) + hooks.layer_names("ln2_scale", n_layers)
+    return {
+        "attention": hooks.layer_names("pattern", n_layers),
+        "layernorm": [*layernorm, hooks.name("ln_final_scale")],
+    }
+
+
 class LocalReplacement:
     """The local replacement model of one prompt: transcoders for the MLPs, attention patterns and LayerNorm
     scales frozen at their values in the real forward pass, and each transcoder's error added back.
@@ -41,9 +50,7 @@ class LocalReplacement:
         self.model, self.transcoders, self.tokens = model, transcoders, tokens.to(model.cfg.device)
         self.n_layers = model.cfg.n_layers
         L = self.n_layers
-        frozen = {"attention": hooks.layer_names("pattern", L)}
-        frozen["layernorm"] = hooks.layer_names("ln1_scale", L) + hooks.layer_names("ln2_scale", L)
-        frozen["layernorm"].append(hooks.name("ln_final_scale"))
+        frozen = frozen_names(L)
         mlp = hooks.layer_names("mlp_in", L) + hooks.layer_names("mlp_out", L)
         with torch.no_grad():
             names = [hooks.name("embed"), *mlp, *frozen["attention"], *frozen["layernorm"]]

@@ -9,7 +9,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from interp_utils import activations, attribution, hooks
-from interp_utils.attribution import LocalReplacement
+from interp_utils.attribution import LocalReplacement, frozen_names
 from interp_utils.checks import answered, close
 from interp_utils.graph import AttributionGraph, graph_scores, influence, logit_weights, normalised
 from interp_utils.sae import SAE, SAEConfig
@@ -121,8 +121,7 @@ def check_freeze_hooks(fn: Callable[..., list], model: HookedTransformer) -> Non
     """Hooks that hold every attention pattern and LayerNorm scale at its value on one prompt."""
     tokens = _tokens(model, n=2, n_ctx=16)
     L = model.cfg.n_layers
-    want = set(hooks.layer_names("pattern", L) + hooks.layer_names("ln1_scale", L) + hooks.layer_names("ln2_scale", L))
-    want.add(hooks.name("ln_final_scale"))
+    want = {name for names in frozen_names(L).values() for name in names}
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens[:1], names_filter=list(want))
         got = fn(cache, L)
