@@ -1,12 +1,12 @@
 """Benchmark: attribution-graph time of interp_utils.attribution.attribute against circuit-tracer's attribute.
 
-Both build the full (unpruned) graph of the same prompts on the bundled model with the same per-layer transcoders
-(trained briefly here, so that feature counts are realistic), on this machine. Prints seconds per graph for each,
-the graph's size, and the largest difference between the two adjacency matrices, so that a faster one is not a
-different one.
+Both build the full (unpruned) graph of the same prompts on the bundled model with the same transcoders, per-layer
+and cross-layer (trained briefly here, so that feature counts are realistic), on this machine. Prints seconds per
+graph for each (the best of ``--repeats``), the speed-up (circuit-tracer's time over ours), the graph's size, and the
+largest difference between the two adjacency matrices, so that a faster one is not a different one.
 
-    python benchmarks/attribution.py                          # prompts of 16, 32 and 64 tokens
-    python benchmarks/attribution.py --lengths 128 --train-tokens 400000
+    python benchmarks/attribution.py                          # prompts of 16, 32, 64 and 128 tokens, both kinds
+    python benchmarks/attribution.py --lengths 128 --kinds clt --train-tokens 400000
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ import torch
 from circuit_tracer.attribution.attribute import attribute as ct_attribute
 
 from interp_utils import attribution, ioi, load_bundled, transcoders
+from interp_utils.clt import CLTConfig, train_clt
 from interp_utils.runtime import benchmark_device, timed
 from interp_utils.sae import SAEConfig
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--kinds", nargs="+", choices=["per-layer", "clt"], default=["per-layer", "clt"])
     parser.add_argument("--train-tokens", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
@@ -36,40 +38,49 @@ def main(argv: list[str] | None = None) -> None:
     model = load_bundled(device=args.device)
     d = model.cfg.d_model
     cfg = SAEConfig(d_in=d, d_sae=8 * d, architecture="topk", k=16, d_out=d)
-    tcs, _ = transcoders.train_transcoders(
-        model,
-        range(model.cfg.n_layers),
-        cfg,
-        args.train_tokens,
-        batch_size=512,
-        pool_tokens=args.pool_tokens,
-        lr=1e-3,
-        progress=False,
-    )
-    ct_model = transcoders.to_circuit_tracer(model, tcs)
-    names = ioi.single_token_names(model)
-    rng = random.Random(0)
-    print(f"device: {benchmark_device(args.device)}")
-    print(f"{'tokens':>6} {'features':>8} {'ours (s)':>9} {'circuit-tracer (s)':>18} {'ratio':>6} {'max |Δ edge|':>12}")
-    for length in args.lengths:
-        tokens = model.to_tokens("".join(" " + rng.choice(names) for _ in range(length - 1)))[0]
-
-        runs = {
-            "ours": lambda t=tokens: attribution.attribute(model, tcs, t, batch_size=args.batch_size, progress=False),
-            "theirs": lambda t=tokens: ct_attribute(t, ct_model, batch_size=args.batch_size),
-        }
-        results, seconds = {}, {}
-        for name, fn in runs.items():
-            times = []
-            for _ in range(args.repeats):
-                results[name], seconds_taken = timed(fn, args.device)
-                times.append(seconds_taken)
-            seconds[name] = min(times)
-        diff = (results["theirs"].adjacency_matrix.cpu() - results["ours"].adjacency).abs().max().item()
-        print(
-            f"{length:>6} {results['ours'].n_features:>8} {seconds['ours']:>9.2f} {seconds['theirs']:>18.2f} "
-            f"{seconds['ours'] / seconds['theirs']:>6.2f} {diff:>12.1e}"
+    trained = {}
+    if "per-layer" in args.kinds:
+        trained["per-layer"], _ = transcoders.train_transcoders(
+            model,
+            range(model.cfg.n_layers),
+            cfg,
+            args.train_tokens,
+            batch_size=512,
+            pool_tokens=args.pool_tokens,
+            lr=1e-3,
+            progress=False,
         )
+    if "clt" in args.kinds:
+        clt_cfg = CLTConfig(n_layers=model.cfg.n_layers, d_model=d, d_sae=8 * d, k=16)
+        trained["clt"], _ = train_clt(model, clt_cfg, args.train_tokens, pool_tokens=args.pool_tokens, progress=False)
+    names = ioi.single_token_names(model)
+    print(f"device: {benchmark_device(args.device)}")
+    header = f"{'kind':>9} {'tokens':>6} {'features':>8} {'ours (s)':>9} {'circuit-tracer (s)':>18} {'speed-up':>8}"
+    print(header + f" {'max |Δ edge|':>12}")
+    for kind, tcs in trained.items():
+        ct_model = transcoders.to_circuit_tracer(model, tcs)
+        rng = random.Random(0)
+        for length in args.lengths:
+            tokens = model.to_tokens("".join(" " + rng.choice(names) for _ in range(length - 1)))[0]
+            runs = {
+                "ours": lambda t=tokens, tcs=tcs: attribution.attribute(
+                    model, tcs, t, batch_size=args.batch_size, progress=False
+                ),
+                "theirs": lambda t=tokens, m=ct_model: ct_attribute(t, m, batch_size=args.batch_size),
+            }
+            results, seconds = {}, {}
+            for name, fn in runs.items():
+                times = []
+                for _ in range(args.repeats):
+                    results[name], seconds_taken = timed(fn, args.device)
+                    times.append(seconds_taken)
+                seconds[name] = min(times)
+            diff = (results["theirs"].adjacency_matrix.cpu() - results["ours"].adjacency).abs().max().item()
+            print(
+                f"{kind:>9} {length:>6} {results['ours'].n_features:>8} {seconds['ours']:>9.2f} "
+                f"{seconds['theirs']:>18.2f} {seconds['theirs'] / seconds['ours']:>7.2f}x {diff:>12.1e}"
+            )
+        del ct_model
 
 
 if __name__ == "__main__":

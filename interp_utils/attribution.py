@@ -20,9 +20,10 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from interp_utils import hooks
+from interp_utils.clt import CrossLayerTranscoder
 from interp_utils.graph import AttributionGraph
 from interp_utils.hooks import Hook, store_hook
-from interp_utils.transcoders import Transcoders, check_layers
+from interp_utils.transcoders import Transcoders, as_replacement
 
 
 def frozen_names(n_layers: int) -> dict[str, list[str]]:
@@ -35,21 +36,23 @@ def frozen_names(n_layers: int) -> dict[str, list[str]]:
 
 
 class LocalReplacement:
-    """The local replacement model of one prompt: transcoders for the MLPs, attention patterns and LayerNorm
-    scales frozen at their values in the real forward pass, and each transcoder's error added back.
+    """The local replacement model of one prompt: transcoders (per-layer or cross-layer) for the MLPs, attention
+    patterns and LayerNorm scales frozen at their values in the real forward pass, and each MLP's error added back.
 
     ``features[L]`` holds layer L's feature activations ([pos, d_sae], zero at BOS), ``errors[L]`` the MLP output
-    minus the transcoder's, ``embed`` the token embeddings. As in circuit-tracer, position embeddings are
-    constants, like biases, not nodes.
+    minus the transcoders' prediction of it, ``embed`` the token embeddings. As in circuit-tracer, position
+    embeddings are constants, like biases, not nodes.
     """
 
-    def __init__(self, model: HookedTransformer, transcoders: Transcoders, tokens: Int[Tensor, " pos"]):
-        check_layers(model, transcoders)
+    def __init__(
+        self, model: HookedTransformer, transcoders: Transcoders | CrossLayerTranscoder, tokens: Int[Tensor, " pos"]
+    ):
+        self.replacement = as_replacement(model, transcoders)
         if tokens.ndim != 1:
             raise ValueError(f"LocalReplacement takes one prompt's tokens ([pos]), got shape {tuple(tokens.shape)}.")
         self.model, self.transcoders, self.tokens = model, transcoders, tokens.to(model.cfg.device)
         self.n_layers = model.cfg.n_layers
-        L = self.n_layers
+        L, R = self.n_layers, self.replacement
         frozen = frozen_names(L)
         mlp = hooks.layer_names("mlp_in", L) + hooks.layer_names("mlp_out", L)
         with torch.no_grad():
@@ -59,12 +62,14 @@ class LocalReplacement:
             # what is frozen, by kind: attention patterns and LayerNorm scales on this prompt
             self.frozen = {kind: {name: cache[name][0] for name in group} for kind, group in frozen.items()}
             self.embed: Float[Tensor, "pos d"] = cache[hooks.name("embed")][0]
-            self.features, self.errors = [], []
-            for layer in range(self.n_layers):
-                f = transcoders[layer].encode(cache[hooks.name("mlp_in", layer)][0])
+            self.features: list[Tensor] = []
+            for layer in range(L):
+                f = R.encode(layer, cache[hooks.name("mlp_in", layer)][0])
                 f[0] = 0.0  # no features at BOS (as circuit-tracer): its MLP output is all error
                 self.features.append(f)
-                self.errors.append(cache[hooks.name("mlp_out", layer)][0] - transcoders[layer].decode(f))
+            self.errors = [
+                cache[hooks.name("mlp_out", layer)][0] - R.decode(layer, self.features) for layer in range(L)
+            ]
 
     def _hooks(
         self, mlp_out: Callable[[int, Tensor], Tensor], attention: bool = True, layernorm: bool = True
@@ -88,15 +93,16 @@ class LocalReplacement:
         their clean values. Unfrozen attention patterns or LayerNorm scales respond to the change too.
         With no interventions the logits equal the model's."""
         interventions = interventions or {}
+        features: list[Tensor] = []  # this run's, layer by layer
 
         def mlp_out(layer: int, act: Tensor) -> Tensor:
-            tc = self.transcoders[layer]
-            f = tc.encode(stored[hooks.name("mlp_in", layer)][0])
+            f = self.replacement.encode(layer, stored[hooks.name("mlp_in", layer)][0])
             f[0] = 0.0
             for (lay, pos, feat), value in interventions.items():
                 if lay == layer:
                     f[pos, feat] = value
-            return (tc.decode(f) + self.errors[layer])[None].to(act.dtype)
+            features.append(f)
+            return (self.replacement.decode(layer, features) + self.errors[layer])[None].to(act.dtype)
 
         stored: dict[str, Tensor] = {}
         with torch.no_grad():
@@ -125,11 +131,43 @@ class LocalReplacement:
         return torch.stack(self.features)[index[:, 0], index[:, 1], index[:, 2]]
 
     def decoder_rows(self, index: Int[Tensor, "n 3"]) -> Float[Tensor, "n d"]:
-        """What each feature at ``index`` writes per unit of activation (its decoder row, in model units)."""
+        """What each per-layer transcoder feature at ``index`` writes per unit of activation (its decoder row, in
+        model units). A cross-layer feature writes to several layers: see :meth:`writes`."""
+        if isinstance(self.transcoders, CrossLayerTranscoder):
+            raise ValueError("A cross-layer feature has one decoder row per layer it writes to: use writes(index).")
         rows = [
-            self.transcoders[layer].W_dec[feat] * self.transcoders[layer].out_scale for layer, _, feat in index.tolist()
+            self.replacement.decoder_vectors(int(layer), index[index[:, 0] == layer, 2])[:, 0]
+            for layer in range(self.n_layers)
         ]
-        return torch.stack(rows).detach() if rows else self.embed.new_zeros(0, self.embed.shape[-1])
+        order = torch.cat([(index[:, 0] == layer).nonzero().squeeze(1) for layer in range(self.n_layers)])
+        return torch.cat(rows)[order.argsort()]
+
+    def writes(
+        self, index: Int[Tensor, "n 3"]
+    ) -> tuple[Int[Tensor, " w"], Int[Tensor, " w"], Int[Tensor, " w"], Tensor]:
+        """What the features at ``index`` write, one entry per feature and MLP output it reaches: the output's layer,
+        the position, the feature's row of ``index``, and its activation times its decoder vector there ([w, d])."""
+        acts = self.feature_values(index)
+        parts = []
+        for layer in range(self.n_layers):
+            mine = (index[:, 0] == layer).nonzero().squeeze(1)
+            if len(mine) == 0:
+                continue
+            outs = self.replacement.output_layers(layer)
+            vectors = self.replacement.decoder_vectors(layer, index[mine, 2]) * acts[mine, None, None]
+            out_layers = torch.arange(outs.start, outs.stop, device=index.device).repeat(len(mine))
+            parts.append(
+                (
+                    out_layers,
+                    index[mine, 1].repeat_interleave(len(outs)),
+                    mine.repeat_interleave(len(outs)),
+                    vectors.flatten(0, 1),
+                )
+            )
+        if not parts:
+            empty = index.new_zeros(0)
+            return empty, empty, empty, self.embed.new_zeros(0, self.embed.shape[-1])
+        return tuple(torch.cat(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
 
     def linear_forward(
         self, batch: int, feature_index: Int[Tensor, "n 3"], biases_only: bool = False
@@ -138,26 +176,23 @@ class LocalReplacement:
 
         Returns two leaves, which require grad and hold their clean values (zeros if ``biases_only``): ``embed``, the
         token embeddings ([batch, pos, d]), and ``mlp``, what the features at ``feature_index`` and the error
-        nodes add to each MLP output ([batch, layer, pos, d]; a feature's gradient is its decoder row dotted
-        with the gradient there). Also the readouts targets are read from, by hook name: each layer's MLP
-        input and the final normalised residual ([batch, pos, d])."""
+        nodes add to each MLP output ([batch, layer, pos, d]; a feature's gradient is its decoder vectors dotted
+        with the gradient where they write). Also the readouts targets are read from, by hook name: each layer's
+        MLP input and the final normalised residual ([batch, pos, d])."""
         errors = self.error_nodes()
         bos_errors = torch.stack(self.errors) - errors  # constants, like biases
-        written = torch.zeros_like(errors).index_put_(
-            (feature_index[:, 0], feature_index[:, 1]),
-            self.feature_values(feature_index)[:, None] * self.decoder_rows(feature_index),
-            accumulate=True,
-        )
+        layer, pos, _, vectors = self.writes(feature_index)
+        written = torch.zeros_like(errors).index_put_((layer, pos), vectors, accumulate=True)
         scale = 0.0 if biases_only else 1.0
         leaves = {
             "embed": (scale * self.embed).expand(batch, *self.embed.shape).clone().requires_grad_(True),
             "mlp": (scale * (written + errors)).expand(batch, *errors.shape).clone().requires_grad_(True),
         }
         readouts: dict[str, Tensor] = {}
+        biases = [self.replacement.out_bias(layer) + bos_errors[layer] for layer in range(self.n_layers)]
 
         def mlp_out(layer: int, act: Tensor) -> Tensor:
-            tc = self.transcoders[layer]
-            return (tc.b_dec * tc.out_scale).detach() + bos_errors[layer] + leaves["mlp"][:, layer]
+            return biases[layer] + leaves["mlp"][:, layer]
 
         fwd: list[Hook] = [(hooks.name("embed"), lambda act, hook: leaves["embed"]), *self._hooks(mlp_out)]
         readout_names = [*hooks.layer_names("mlp_in", self.n_layers), hooks.name("ln_final_normalized")]
@@ -167,9 +202,28 @@ class LocalReplacement:
         return leaves, readouts
 
 
+def _slots(
+    local: LocalReplacement, features: Int[Tensor, "n 3"]
+) -> tuple[Float[Tensor, "slot m d"], Int[Tensor, "slot m"]]:
+    """Every feature's writes grouped by where they land (slot = layer * pos + position): ``vectors[slot, i]`` is
+    the i-th write there (zero padding) and ``node[slot, i]`` its feature's row (``len(features)`` for padding)."""
+    n_pos = len(local.tokens)
+    layer, pos, node, vectors = local.writes(features)
+    slot = layer * n_pos + pos
+    order = slot.argsort(stable=True)
+    slot, node, vectors = slot[order], node[order], vectors[order]
+    n_slots = local.n_layers * n_pos
+    counts = torch.bincount(slot, minlength=n_slots)
+    rank = torch.arange(len(slot), device=slot.device) - (counts.cumsum(0) - counts)[slot]
+    m = max(int(counts.max()) if len(slot) else 0, 1)
+    padded = vectors.new_zeros(n_slots, m, vectors.shape[-1]).index_put_((slot, rank), vectors)
+    nodes = torch.full((n_slots, m), len(features), device=slot.device).index_put_((slot, rank), node)
+    return padded, nodes
+
+
 def attribute(
     model: HookedTransformer,
-    transcoders: Transcoders,
+    transcoders: Transcoders | CrossLayerTranscoder,
     prompt: str | Int[Tensor, " pos"],
     max_logits: int = 10,
     logit_prob: float = 0.95,
@@ -179,7 +233,8 @@ def attribute(
     """The attribution graph of ``prompt``: the logit targets are the most likely next tokens until their
     probabilities add up to ``logit_prob`` (at most ``max_logits``), read along demeaned unembedding columns;
     every active feature is a target too. One forward pass of ``batch_size`` copies of the prompt, then one
-    backward pass per ``batch_size`` targets."""
+    backward pass per ``batch_size`` targets, from the readouts those targets read (so a batch of early-layer
+    features backpropagates through early layers only). Per-layer transcoders or a cross-layer transcoder."""
     tokens = model.to_tokens(prompt)[0] if isinstance(prompt, str) else prompt.to(model.cfg.device)
     local = LocalReplacement(model, transcoders, tokens)
     features, acts = local.active_features()
@@ -191,16 +246,16 @@ def attribute(
     logit_dirs = (W_U[:, logit_tokens] - W_U.mean(1, keepdim=True)).T  # [n_logits, d]
     logit_bias = (model.b_U[logit_tokens] - model.b_U.mean()).float()  # so targets are logit - mean logit
 
+    device = tokens.device
     n_feat, n_pos, L = len(features), len(tokens), model.cfg.n_layers
     n_nodes = n_feat + L * n_pos + n_pos + n_logits
     # each target is read along one direction at one place: (readout index, position, direction, constant)
-    where = torch.cat([features[:, 0], torch.full((n_logits,), L, device=tokens.device)])  # L: final residual
-    at = torch.cat([features[:, 1], torch.full((n_logits,), n_pos - 1, device=tokens.device)])
-    by_layer = [(features[:, 0] == layer).nonzero().squeeze(1) for layer in range(L)]
-    encoders, b_enc = torch.zeros(n_feat, model.cfg.d_model, device=tokens.device), torch.zeros_like(acts)
-    for layer, mine in enumerate(by_layer):  # a feature's pre-activation reads its encoder column
-        tc, ids = transcoders[layer], features[mine, 2]
-        encoders[mine], b_enc[mine] = (tc.W_enc[:, ids] / tc.in_scale).T.detach(), tc.b_enc[ids].detach()
+    where = torch.cat([features[:, 0], torch.full((n_logits,), L, device=device)])  # L: final residual
+    at = torch.cat([features[:, 1], torch.full((n_logits,), n_pos - 1, device=device)])
+    encoders, b_enc = torch.zeros(n_feat, model.cfg.d_model, device=device), torch.zeros_like(acts)
+    for layer in range(L):  # a feature's pre-activation reads its encoder vector
+        mine = (features[:, 0] == layer).nonzero().squeeze(1)
+        encoders[mine], b_enc[mine] = local.replacement.encoder_vectors(layer, features[mine, 2])
     directions = torch.cat([encoders, logit_dirs])  # [n_targets, d]
     constants = torch.cat([b_enc, logit_bias])
     names = [*hooks.layer_names("mlp_in", L), hooks.name("ln_final_normalized")]
@@ -216,31 +271,33 @@ def attribute(
 
     # one forward pass of batch_size copies, then one backward pass per batch of targets, each copy carrying
     # one target's direction as its gradient
-    targets = torch.cat([torch.arange(n_feat), torch.arange(n_nodes - n_logits, n_nodes)]).to(tokens.device)
+    targets = torch.cat([torch.arange(n_feat), torch.arange(n_nodes - n_logits, n_nodes)]).to(device)
     copies = min(batch_size, len(targets))
     leaves, readouts = local.linear_forward(copies, features)
-    outputs = [readouts[name] for name in names]
     inputs = [leaves["mlp"], leaves["embed"]]
     errors = local.error_nodes()
-    rows_of = local.decoder_rows(features)  # [n_feat, d]
-    adjacency = torch.zeros(n_nodes, n_nodes, device=tokens.device)
+    # feature j's edge: the gradient where each of its writes lands, dotted with what it writes there; grouped by
+    # landing place, that is one batched matmul ([slot, batch, d] @ [slot, d, m]) per backward pass
+    slot_vectors, slot_nodes = _slots(local, features)
+    slot_vectors_T, flat_nodes = slot_vectors.transpose(1, 2), slot_nodes.flatten()
+    adjacency = torch.zeros(n_nodes, n_nodes, device=device)
     chunks = list(range(0, len(targets), copies))
     for start in tqdm(chunks, desc="attribution (backward passes)", disable=not progress):
-        rows = torch.arange(start, min(start + copies, len(targets)), device=tokens.device)
-        grad_outputs = [torch.zeros_like(out) for out in outputs]
-        copy = torch.arange(len(rows), device=tokens.device)
-        for o, grad in enumerate(grad_outputs):
+        rows = torch.arange(start, min(start + copies, len(targets)), device=device)
+        n, index = len(rows), targets[rows]
+        used = where[rows].unique().tolist()  # backpropagate from the readouts this batch reads only
+        grad_outputs = [torch.zeros_like(readouts[names[o]]) for o in used]
+        for o, grad in zip(used, grad_outputs, strict=True):
             mine = where[rows] == o
-            grad[copy[mine], at[rows][mine]] = directions[rows][mine]
+            grad[mine.nonzero().squeeze(1), at[rows][mine]] = directions[rows][mine]
+        outputs = [readouts[names[o]] for o in used]
         grads = torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph=True, allow_unused=True)
         g_mlp, g_emb = (torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs, strict=True))
-        n, index = len(rows), targets[rows]
-        for layer, mine in enumerate(by_layer):  # feature j's gradient: its decoder row . the gradient where it writes
-            per_pos = g_mlp[:n, layer] @ rows_of[mine].T  # [n, pos, n_layer_features]
-            adjacency[index[:, None], mine[None, :]] = (
-                per_pos[:, features[mine, 1], torch.arange(len(mine), device=tokens.device)] * acts[mine]
-            )
-        adjacency[index, n_feat : n_feat + L * n_pos] = (g_mlp[:n] * errors).sum(-1).flatten(1)
+        g_mlp = g_mlp[:n]
+        per_slot = torch.bmm(g_mlp.flatten(1, 2).transpose(0, 1), slot_vectors_T)  # [slot, n, m]
+        edges = torch.zeros(n, n_feat + 1, device=device).index_add_(1, flat_nodes, per_slot.transpose(0, 1).flatten(1))
+        adjacency[index, :n_feat] = edges[:, :n_feat]
+        adjacency[index, n_feat : n_feat + L * n_pos] = (g_mlp * errors).sum(-1).flatten(1)
         adjacency[index, n_feat + L * n_pos : n_nodes - n_logits] = (g_emb[:n] * local.embed).sum(-1)
     return AttributionGraph(
         tokens=tokens.cpu(),
@@ -274,7 +331,7 @@ def total_effects(graph: AttributionGraph, target: int) -> Float[Tensor, " n_fea
 
 def intervention_effects(
     model: HookedTransformer,
-    transcoders: Transcoders,
+    transcoders: Transcoders | CrossLayerTranscoder,
     graph: AttributionGraph,
     nodes: list[int],
     target: int,
@@ -306,7 +363,10 @@ def intervention_effects(
 
 
 def head_contributions(
-    model: HookedTransformer, transcoders: Transcoders, tokens: Int[Tensor, " pos"], direction: Float[Tensor, " d"]
+    model: HookedTransformer,
+    transcoders: Transcoders | CrossLayerTranscoder,
+    tokens: Int[Tensor, " pos"],
+    direction: Float[Tensor, " d"],
 ) -> Float[Tensor, "layer head src"]:
     """How much each attention head, reading from each source position, adds to ``direction`` read at the last
     position (e.g. an IO-minus-S unembedding), in the prompt's local replacement model: each head's value

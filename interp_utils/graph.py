@@ -96,6 +96,22 @@ def influence(matrix: Float[Tensor, "n n"], weights: Float[Tensor, " n"], max_it
     raise RuntimeError("Influence did not converge: the adjacency matrix has a cycle.")
 
 
+def path_length(graph: AttributionGraph, pruned: Pruned | None = None, max_len: int = 1000) -> float:
+    """The mean number of edges on the paths from the token embeddings to the logits, each length weighted by the
+    share of the logits' (probability-weighted, normalised) inputs that reaches the embeddings along paths of that
+    length; on the pruned graph's edges if ``pruned`` is given."""
+    A = graph.adjacency if pruned is None else graph.adjacency * pruned.edge_mask
+    matrix, current = normalised(A), logit_weights(graph)
+    total = weighted = 0.0
+    for length in range(1, max_len + 1):
+        current = current @ matrix
+        if not current.any():
+            return weighted / max(total, 1e-10)
+        share = current[graph.embeds].sum().item()
+        total, weighted = total + share, weighted + length * share
+    raise RuntimeError("Paths did not end: the adjacency matrix has a cycle.")
+
+
 def threshold(scores: Tensor, fraction: float) -> Tensor:
     """The smallest score among the top scores that together make up ``fraction`` of the total."""
     ordered = scores.sort(descending=True).values

@@ -8,18 +8,77 @@ layer, the next-token loss with MLPs replaced, and conversion to circuit-tracer'
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import torch
-from jaxtyping import Int
+from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from interp_utils import activations, hooks
+from interp_utils.clt import CrossLayerTranscoder, clt_replacement_hooks
 from interp_utils.hooks import Hook, mean_loss, splice_hooks, zero_past_bos
 from interp_utils.sae import SAE, SAEConfig, TrainLog, train_sae
 
 Transcoders = dict[int, SAE]  # layer -> transcoder for that layer's MLP
+
+
+class Replacement(Protocol):
+    """What a replacement model needs from its transcoders, per-layer or cross-layer (model units throughout)."""
+
+    @property
+    def n_layers(self) -> int: ...
+
+    def output_layers(self, layer: int) -> range: ...  # the MLP outputs layer ``layer``'s features write to
+    def encode(self, layer: int, x: Tensor) -> Tensor: ...
+    def decode(self, layer: int, features: Sequence[Tensor]) -> Tensor: ...  # features[s] for layers s <= layer
+    def encoder_vectors(self, layer: int, ids: Tensor) -> tuple[Tensor, Tensor]: ...
+    def decoder_vectors(self, layer: int, ids: Tensor) -> Tensor: ...  # [n, len(output_layers(layer)), d]
+    def out_bias(self, layer: int) -> Tensor: ...
+
+
+class PerLayer:
+    """Per-layer transcoders seen as a :class:`Replacement`: layer L's features write to MLP output L only."""
+
+    def __init__(self, transcoders: Transcoders):
+        self.transcoders, self.n_layers = transcoders, len(transcoders)
+
+    def output_layers(self, layer: int) -> range:
+        return range(layer, layer + 1)
+
+    def encode(self, layer: int, x: Float[Tensor, "... d"]) -> Float[Tensor, "... d_sae"]:
+        return self.transcoders[layer].encode(x)
+
+    def decode(self, layer: int, features: Sequence[Tensor]) -> Float[Tensor, "... d"]:
+        return self.transcoders[layer].decode(features[layer])
+
+    def encoder_vectors(self, layer: int, ids: Int[Tensor, " n"]) -> tuple[Float[Tensor, "n d"], Float[Tensor, " n"]]:
+        tc = self.transcoders[layer]
+        return (tc.W_enc[:, ids] / tc.in_scale).T.detach(), tc.b_enc[ids].detach()
+
+    def decoder_vectors(self, layer: int, ids: Int[Tensor, " n"]) -> Float[Tensor, "n 1 d"]:
+        tc = self.transcoders[layer]
+        return (tc.W_dec[ids] * tc.out_scale)[:, None].detach()
+
+    def out_bias(self, layer: int) -> Float[Tensor, " d"]:
+        tc = self.transcoders[layer]
+        return (tc.b_dec * tc.out_scale).detach()
+
+
+def as_replacement(model: HookedTransformer, transcoders: Transcoders | CrossLayerTranscoder) -> Replacement:
+    """Per-layer transcoders (checked to cover every layer) or a CLT (checked against the model), as a Replacement."""
+    if isinstance(transcoders, CrossLayerTranscoder):
+        if (transcoders.n_layers, transcoders.cfg.d_model) != (model.cfg.n_layers, model.cfg.d_model):
+            raise ValueError(
+                f"The cross-layer transcoder spans {transcoders.n_layers} layers of width {transcoders.cfg.d_model}; "
+                f"the model has {model.cfg.n_layers} of width {model.cfg.d_model}."
+            )
+        return transcoders
+    if not isinstance(transcoders, dict):
+        raise TypeError(f"Expected {{layer: transcoder}} or a CrossLayerTranscoder, got {type(transcoders).__name__}.")
+    check_layers(model, transcoders)
+    return PerLayer(transcoders)
 
 
 def check_layers(model: HookedTransformer, transcoders: Transcoders, need_all: bool = True) -> None:
@@ -73,8 +132,11 @@ def train_transcoders(
     return transcoders, logs
 
 
-def replacement_hooks(transcoders: Transcoders) -> list[Hook]:
-    """Forward hooks that replace each listed layer's MLP output (past BOS) with its transcoder's prediction."""
+def replacement_hooks(transcoders: Transcoders | CrossLayerTranscoder) -> list[Hook]:
+    """Forward hooks that replace each listed layer's MLP output (past BOS) with its transcoder's prediction
+    (a cross-layer transcoder: every layer's)."""
+    if isinstance(transcoders, CrossLayerTranscoder):
+        return clt_replacement_hooks(transcoders)
     return splice_hooks(
         [(tc, hooks.name("mlp_out", layer), hooks.name("mlp_in", layer)) for layer, tc in sorted(transcoders.items())]
     )
@@ -82,11 +144,23 @@ def replacement_hooks(transcoders: Transcoders) -> list[Hook]:
 
 @torch.no_grad()
 def replacement_losses(
-    model: HookedTransformer, transcoders: Transcoders, tokens: Int[Tensor, "batch pos"], model_batch: int = 16
+    model: HookedTransformer,
+    transcoders: Transcoders | CrossLayerTranscoder,
+    tokens: Int[Tensor, "batch pos"],
+    model_batch: int = 16,
 ) -> dict[str, float]:
     """Next-token loss of the clean model, with every MLP zero-ablated (past BOS), and with the MLPs replaced by
     transcoders: all of them, all but layer 0's, and each layer's alone. Each transcoder reads the input the
-    (partly replaced) model gives it, so errors compound as they would in a replacement model."""
+    (partly replaced) model gives it, so errors compound as they would in a replacement model. A cross-layer
+    transcoder replaces every MLP or none: clean, MLP-ablated and all."""
+    if isinstance(transcoders, CrossLayerTranscoder):
+        as_replacement(model, transcoders)
+        every: list[Hook] = [(name, zero_past_bos) for name in hooks.layer_names("mlp_out", model.cfg.n_layers)]
+        return {
+            "clean": mean_loss(model, tokens, [], model_batch),
+            "mlp_ablated": mean_loss(model, tokens, every, model_batch),
+            "all": mean_loss(model, tokens, replacement_hooks(transcoders), model_batch),
+        }
     check_layers(model, transcoders, need_all=False)
 
     layers = sorted(transcoders)
@@ -109,26 +183,39 @@ def replacement_losses(
 
 
 class _Activation(torch.nn.Module):
-    """Our transcoder's nonlinearity, for circuit-tracer (its TopK has no ReLU on the kept values)."""
+    """Our transcoders' nonlinearity, for circuit-tracer (its TopK has no ReLU on the kept values)."""
 
-    def __init__(self, tc: SAE):
+    def __init__(self, tc: SAE | CrossLayerTranscoder):
         super().__init__()
-        self.tc = [tc]  # a list, so the SAE is not registered as a submodule
+        self.tc = [tc]  # a list, so the transcoder is not registered as a submodule
 
     def forward(self, pre: Tensor) -> Tensor:
         return self.tc[0].activate(pre)
 
 
-def to_circuit_tracer(model: HookedTransformer, transcoders: Transcoders):
-    """The model with our transcoders as a circuit-tracer ``ReplacementModel`` (its per-layer ``TranscoderSet``
-    format: W_enc [d_sae, d], W_dec [d_sae, d]; our input and output scales are folded into the weights)."""
-    import re
-
-    from circuit_tracer.replacement_model.replacement_model_transformerlens import TransformerLensReplacementModel
+def _circuit_tracer_set(model: HookedTransformer, transcoders: Transcoders | CrossLayerTranscoder):
+    """Our transcoders in circuit-tracer's formats, scales folded into the weights: a ``TranscoderSet`` (W_enc and
+    W_dec [d_sae, d] per layer) or a ``CrossLayerTranscoder`` (W_enc [layer, d_sae, d], W_dec[s] [d_sae, layers
+    s.., d])."""
+    from circuit_tracer.transcoder.cross_layer_transcoder import CrossLayerTranscoder as CircuitTracerCLT
     from circuit_tracer.transcoder.single_layer_transcoder import SingleLayerTranscoder, TranscoderSet
 
-    check_layers(model, transcoders)
-    device = model.W_E.device
+    as_replacement(model, transcoders)
+    device, reads, writes = model.W_E.device, "ln2.hook_normalized", "hook_mlp_out"
+    if isinstance(transcoders, CrossLayerTranscoder):
+        clt, cfg = transcoders, transcoders.cfg
+        ct_clt = CircuitTracerCLT(
+            cfg.n_layers, cfg.d_sae, cfg.d_model, lazy_decoder=False, feature_input_hook=reads,
+            feature_output_hook=writes, device=device, dtype=torch.float32,
+        )  # fmt: skip
+        ct_clt.activation_function = _Activation(clt)  # type: ignore[assignment]
+        with torch.no_grad():
+            ct_clt.W_enc.copy_((clt.W_enc / clt.in_scale[:, None, None]).transpose(1, 2))
+            ct_clt.b_enc.copy_(clt.b_enc)
+            ct_clt.b_dec.copy_(clt.b_dec * clt.out_scale[:, None])
+            for s, W in enumerate(clt.W_dec):
+                ct_clt.W_dec[s].copy_(W * clt.out_scale[s:, None])
+        return ct_clt
     converted = {}
     for layer, tc in transcoders.items():
         d_model, d_sae = tc.cfg.d_in, tc.cfg.d_sae
@@ -139,8 +226,16 @@ def to_circuit_tracer(model: HookedTransformer, transcoders: Transcoders):
             ct.W_dec.copy_(tc.W_dec * tc.out_scale)
             ct.b_dec.copy_(tc.b_dec * tc.out_scale)
         converted[layer] = ct
-    tc_set = TranscoderSet(converted, feature_input_hook="ln2.hook_normalized", feature_output_hook="hook_mlp_out")
-    replacement = TransformerLensReplacementModel.from_config(model.cfg, tc_set)
+    return TranscoderSet(converted, feature_input_hook=reads, feature_output_hook=writes)
+
+
+def to_circuit_tracer(model: HookedTransformer, transcoders: Transcoders | CrossLayerTranscoder):
+    """The model with our transcoders (per-layer or cross-layer) as a circuit-tracer ``ReplacementModel``."""
+    import re
+
+    from circuit_tracer.replacement_model.replacement_model_transformerlens import TransformerLensReplacementModel
+
+    replacement = TransformerLensReplacementModel.from_config(model.cfg, _circuit_tracer_set(model, transcoders))
     # circuit-tracer wraps each MLP and the unembedding; our weights go inside the wrappers
     state = {
         re.sub(r"^(blocks\.\d+\.mlp)\.", r"\1.old_mlp.", k).replace("unembed.", "unembed.old_unembed."): v

@@ -201,3 +201,19 @@ def test_clear_errors(model, tcs):
         transcoders.train_transcoders(model, [0], SAEConfig(d_in=128, d_sae=64), 1000)
     with pytest.raises(ValueError, match="layers 0..3"):
         transcoders.replacement_losses(model, {7: tcs[0]}, torch.zeros(1, 4, dtype=torch.long))
+
+
+def test_path_length_counts_edges_from_embeddings_to_logits(graph):
+    from interp_utils.graph import path_length
+
+    def only(keep: list[tuple[slice, slice]]) -> AttributionGraph:
+        adjacency = torch.zeros_like(graph.adjacency)
+        for rows, cols in keep:
+            adjacency[rows, cols] = graph.adjacency[rows, cols]
+        return AttributionGraph(**{**graph.__dict__, "adjacency": adjacency})
+
+    features = slice(0, graph.n_features)
+    assert path_length(only([(graph.logits, graph.embeds)])) == pytest.approx(1.0)
+    assert path_length(only([(graph.logits, features), (features, graph.embeds)])) == pytest.approx(2.0)
+    assert path_length(graph) >= 1.0
+    assert path_length(graph, prune(graph)) >= 1.0

@@ -154,3 +154,36 @@ def test_score_and_intervention_checks(bundled_model, tcs, ioi_graph):
         checks.check_ablation_effect(lambda *a: ablation(*a, sign=-1.0), bundled_model, tcs, ioi_graph)
     with pytest.raises(AssertionError, match="Keep attention patterns and LayerNorm scales frozen"):
         checks.check_ablation_effect(lambda *a: ablation(*a, frozen=False), bundled_model, tcs, ioi_graph)
+
+
+def test_clt_checks():
+    def forward(clt, x, cross=True, scale=True, offset=True):
+        L = x.shape[1]
+        features = [clt.encode(layer, x[:, layer]) for layer in range(L)]
+        out = []
+        for target in range(L):
+            sources = range(target + 1) if cross else [target]
+            col = (lambda s: target - s) if offset else (lambda s: min(target, clt.W_dec[s].shape[1] - 1))
+            y = clt.b_dec[target] + sum(features[s] @ clt.W_dec[s][:, col(s)] for s in sources)
+            out.append(y * (clt.out_scale[target] if scale else 1.0))
+        return torch.stack(out, 1)
+
+    checks.check_clt_forward(forward)
+    with pytest.raises(AssertionError, match="per-layer transcoder"):
+        checks.check_clt_forward(lambda clt, x: forward(clt, x, cross=False))
+    with pytest.raises(AssertionError, match="scaled units"):
+        checks.check_clt_forward(lambda clt, x: forward(clt, x, scale=False))
+    with pytest.raises(AssertionError, match=r"W_dec\[s\]\[:, l - s\]"):
+        checks.check_clt_forward(lambda clt, x: forward(clt, x, offset=False))
+    with pytest.raises(AssertionError, match="Return"):
+        checks.check_clt_forward(lambda clt, x: forward(clt, x)[:, 0])
+
+    checks.check_clt_loss(lambda clt, x, y: (clt(x) - y).pow(2).sum((-1, -2)).mean())
+    with pytest.raises(AssertionError, match="averaged over layers"):
+        checks.check_clt_loss(lambda clt, x, y: (clt(x) - y).pow(2).sum(-1).mean())
+    with pytest.raises(AssertionError, match="averaged over dimensions"):
+        checks.check_clt_loss(lambda clt, x, y: (clt(x) - y).pow(2).mean())
+    with pytest.raises(AssertionError, match="last layer only"):
+        checks.check_clt_loss(lambda clt, x, y: (clt(x)[:, -1] - y[:, -1]).pow(2).sum(-1).mean())
+    with pytest.raises(AssertionError, match="one number"):
+        checks.check_clt_loss(lambda clt, x, y: (clt(x) - y).pow(2).sum((-1, -2)))

@@ -11,6 +11,7 @@ from transformer_lens import HookedTransformer
 from interp_utils import activations, attribution, hooks
 from interp_utils.attribution import LocalReplacement, frozen_names
 from interp_utils.checks import answered, close
+from interp_utils.clt import CLTConfig, CrossLayerTranscoder
 from interp_utils.graph import AttributionGraph, graph_scores, influence, logit_weights, normalised
 from interp_utils.sae import SAE, SAEConfig
 from interp_utils.transcoders import Transcoders, replacement_hooks
@@ -283,3 +284,69 @@ def check_ablation_effect(
         close(got, expected, "the change", "Run local.run with the feature set to 0 and without, and compare "
                "the target token's logit minus the mean logit at the last position.", 1e-4)  # fmt: skip
     print("ablation effect: correct.")
+
+
+# --- cross-layer transcoders ---
+
+
+def _tiny_clt() -> CrossLayerTranscoder:
+    """Three layers, scales that differ by layer, nonzero biases: every part of the forward pass shows."""
+    torch.manual_seed(0)
+    clt = CrossLayerTranscoder(CLTConfig(n_layers=3, d_model=8, d_sae=16, k=4))
+    with torch.no_grad():
+        clt.in_scale.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        clt.out_scale.copy_(torch.tensor([0.5, 3.0, 2.0]))
+        clt.b_dec.normal_()
+    return clt
+
+
+@answered
+def check_clt_forward(fn: Callable[..., Tensor]) -> None:
+    """Every layer's prediction: its bias plus what every layer at or before it writes there, times its scale."""
+    clt, x = _tiny_clt(), torch.randn(5, 3, 8)
+    with torch.no_grad():
+        got, want = fn(clt, x), clt(x)
+        if not torch.is_tensor(got) or got.shape != want.shape:
+            shape = tuple(got.shape) if torch.is_tensor(got) else type(got).__name__
+            raise AssertionError(f"Return [batch, layer, d_model], here {tuple(want.shape)}; got {shape}.")
+        if torch.allclose(got, want, atol=1e-4):
+            print("clt_forward: correct.")
+            return
+        f = clt.activate(clt.pre_acts_all(x))
+        own = torch.stack([(f[:, s] @ clt.W_dec[s][:, 0] + clt.b_dec[s]) * clt.out_scale[s] for s in range(3)], 1)
+        if torch.allclose(got, own, atol=1e-4):
+            raise AssertionError(
+                "Each layer gets only its own features' decoder: that is a per-layer transcoder. Layer l also "
+                "receives what every earlier layer s writes to it, features[s] @ clt.W_dec[s][:, l - s]."
+            )
+        if torch.allclose(got, clt.decode_all(f), atol=1e-4):
+            raise AssertionError("Right sums, in the CLT's scaled units: multiply layer l's by clt.out_scale[l].")
+        if torch.allclose(got[:, 0], want[:, 0], atol=1e-4):
+            raise AssertionError(
+                "Layer 0 is right, later layers are not: layer s's decoder to layer l is W_dec[s][:, l - s] "
+                "(W_dec[s] starts at layer s), and the bias and scale are layer l's."
+            )
+        raise AssertionError("Layer 0 is already wrong: its features are clt.encode(0, mlp_in[:, 0]).")
+
+
+@answered
+def check_clt_loss(fn: Callable[..., Tensor]) -> None:
+    """Squared error summed over layers and dimensions, averaged over tokens (model units)."""
+    clt, x, y = _tiny_clt(), torch.randn(6, 3, 8), torch.randn(6, 3, 8)
+    got = fn(clt, x, y)
+    if not torch.is_tensor(got) or got.numel() != 1:
+        raise AssertionError("Return one number as a tensor (so that it can be backpropagated): the mean loss.")
+    with torch.no_grad():
+        err = (clt(x) - y).pow(2)
+        want = err.sum((-1, -2)).mean().item()
+        wrong = {
+            "averaged over layers: a CLT's loss adds up every MLP output it reconstructs": err.sum(-1).mean().item(),
+            "averaged over dimensions: sum the squared error over dimensions and layers": err.mean().item(),
+            "the last layer only: every layer's output counts": err[:, -1].sum(-1).mean().item(),
+        }
+    close_enough = abs(float(got.detach()) - want) < 1e-4 * max(1.0, want)
+    for message, value in wrong.items():
+        if not close_enough and abs(float(got.detach()) - value) < 1e-4 * max(1.0, value):
+            raise AssertionError(f"That is the squared error {message}.")
+    close(float(got.detach()), want, "The loss", "Compare clt(mlp_in) with mlp_out, square, sum, then average.")
+    print("clt_loss: correct.")
