@@ -67,13 +67,15 @@ PLANS = {
         memory=("INTERP_SWEEP_TOKENS", 2**19, 768 * 4),
     ),
     "template_experiment": Plan({"INTERP_SAE_TOKENS": 2_000_000, "INTERP_N_PROMPTS": 64}, (1 / 32, 1 / 8)),
-    # 05's head classes are notebook 03's path patching on N_IOI prompts: that cost is 03's per prompt, borrowed
+    # 05's head classes are notebook 03's path patching on N_IOI prompts: that cost is 03's per prompt, borrowed;
+    # the graphs that compare the two kinds of transcoder (N_SCORE prompts of each kind) are held at 2 (time not fitted)
     "05_circuit_tracing": Plan(
-        {"INTERP_TRAIN_TOKENS": 4_000_000},
+        {"INTERP_TRAIN_TOKENS": 2_500_000},
         (0.002, 0.008),
-        held={"INTERP_N_IOI": "4", "INTERP_N_CHECK": "4"},
+        held={"INTERP_N_IOI": "4", "INTERP_N_CHECK": "4", "INTERP_N_SCORE": "2"},
         borrow=("03_ioi", (64 - 4) / 120),
-        memory=("INTERP_TRAIN_TOKENS", 2**17, 2 * 768 * 4),  # each layer's pool: min(tokens, 2**17) pairs
+        # each layer's pool: min(tokens, 2**17) pairs; the CLT's pool (2**13 tokens on GPT-2) is full at both levels
+        memory=("INTERP_TRAIN_TOKENS", 2**17, 2 * 768 * 4),
     ),
     "03_ioi": Plan({"INTERP_N_PROMPTS": 120}, (1 / 15, 1 / 5)),
 }

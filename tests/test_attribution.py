@@ -62,6 +62,10 @@ def test_local_replacement_reproduces_the_output_exactly(model, tcs):
 
 
 def test_edges_add_up_to_each_target(model, graph):
+    check_edges(model, graph)
+
+
+def check_edges(model, graph: AttributionGraph) -> None:
     """The replacement model is affine in its leaves: each target = its bias term + the sum of its edges."""
     rows = list(range(graph.n_features)) + list(range(graph.logits.start, graph.logits.stop))
     reconstructed = graph.bias_values + graph.adjacency[rows].sum(1)
@@ -82,11 +86,17 @@ def test_edges_add_up_to_each_target(model, graph):
 
 @pytest.mark.filterwarnings("ignore:Full backward hook")  # a PyTorch notice about circuit-tracer's hooks
 def test_graph_matches_circuit_tracer(model, tcs, graph):
+    check_against_circuit_tracer(model, tcs, graph)
+
+
+def check_against_circuit_tracer(model, tcs, graph: AttributionGraph) -> None:
+    """circuit-tracer, on the same model and transcoders, computes the same graph, pruning and scores."""
     from circuit_tracer.attribution.attribute import attribute as ct_attribute
     from circuit_tracer.graph import compute_graph_scores, prune_graph
 
     ct_graph = ct_attribute(graph.tokens, transcoders.to_circuit_tracer(model, tcs), batch_size=64)
     assert torch.equal(ct_graph.active_features, graph.features)
+    assert torch.allclose(ct_graph.activation_values, graph.activations, atol=1e-5)
     assert [t.vocab_idx for t in ct_graph.logit_targets] == graph.logit_tokens.tolist()
     assert torch.allclose(ct_graph.adjacency_matrix, graph.adjacency, atol=1e-4)
     ours, theirs = prune(graph), prune_graph(ct_graph)

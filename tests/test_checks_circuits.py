@@ -163,8 +163,9 @@ def test_clt_checks():
         out = []
         for target in range(L):
             sources = range(target + 1) if cross else [target]
-            col = (lambda s: target - s) if offset else (lambda s: min(target, clt.W_dec[s].shape[1] - 1))
-            y = clt.b_dec[target] + sum(features[s] @ clt.W_dec[s][:, col(s)] for s in sources)
+            # the wrong offset reads W_dec[s][:, l] (as far as it goes) instead of W_dec[s][:, l - s]
+            cols = {s: target - s if offset else min(target, clt.W_dec[s].shape[1] - 1) for s in sources}
+            y = clt.b_dec[target] + sum(features[s] @ clt.W_dec[s][:, cols[s]] for s in sources)
             out.append(y * (clt.out_scale[target] if scale else 1.0))
         return torch.stack(out, 1)
 

@@ -7,14 +7,12 @@ checks that training reduces the loss.
 
 import pytest
 import torch
+from test_attribution import PROMPT, check_against_circuit_tracer, check_edges
 
 from interp_utils import activations, attribution, hooks, transcoders
 from interp_utils.attribution import LocalReplacement, attribute
 from interp_utils.clt import CLTConfig, CrossLayerTranscoder, clt_hooks, train_clt
-from interp_utils.graph import graph_scores, prune
 from interp_utils.sae import SAE, SAEConfig
-
-PROMPT = "Then, Mary and John went to the store. John gave a drink to"
 
 
 def pairs(model, n_seqs: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,30 +89,12 @@ def test_local_replacement_with_a_clt_reproduces_the_output(bundled_model, clt):
 
 
 def test_clt_edges_add_up_and_run_forwards(bundled_model, clt_graph):
-    graph = clt_graph
-    rows = list(range(graph.n_features)) + list(range(graph.logits.start, graph.logits.stop))
-    assert torch.allclose(graph.bias_values + graph.adjacency[rows].sum(1), graph.target_values, atol=1e-4)
-    assert torch.allclose(graph.target_values[: graph.n_features], graph.activations, atol=1e-4)
-    for i in range(graph.n_features):
-        sources = graph.adjacency[i, : graph.n_features].nonzero().squeeze(1)
-        layer, pos, _ = graph.features[i].tolist()
-        assert (graph.features[sources, 0] < layer).all() and (graph.features[sources, 1] <= pos).all()
+    check_edges(bundled_model, clt_graph)
 
 
+@pytest.mark.filterwarnings("ignore:Full backward hook")  # a PyTorch notice about circuit-tracer's hooks
 def test_clt_graph_matches_circuit_tracer(bundled_model, clt, clt_graph):
-    from circuit_tracer.attribution.attribute import attribute as ct_attribute
-    from circuit_tracer.graph import compute_graph_scores, prune_graph
-
-    ct_graph = ct_attribute(clt_graph.tokens, transcoders.to_circuit_tracer(bundled_model, clt), batch_size=64)
-    assert torch.equal(ct_graph.active_features, clt_graph.features)
-    assert torch.allclose(ct_graph.activation_values, clt_graph.activations, atol=1e-5)
-    assert torch.allclose(ct_graph.adjacency_matrix, clt_graph.adjacency, atol=1e-4)
-    ours, theirs = prune(clt_graph), prune_graph(ct_graph)
-    assert torch.equal(ours.node_mask, theirs.node_mask) and torch.equal(ours.edge_mask, theirs.edge_mask)
-    replacement, completeness = compute_graph_scores(ct_graph)
-    scores = graph_scores(clt_graph)
-    assert scores["replacement"] == pytest.approx(replacement, abs=1e-5)
-    assert scores["completeness"] == pytest.approx(completeness, abs=1e-5)
+    check_against_circuit_tracer(bundled_model, clt, clt_graph)
 
 
 def test_clt_interventions_follow_the_graph(bundled_model, clt_graph, clt):

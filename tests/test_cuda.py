@@ -125,3 +125,19 @@ def test_circuit_tracer_on_cuda_matches_ours(both):
     ours = attribution.attribute(model, tcs, PROMPT, batch_size=64, progress=False)
     theirs = ct_attribute(model.to_tokens(PROMPT)[0], transcoders.to_circuit_tracer(model, tcs), batch_size=64)
     close(ours.adjacency, theirs.adjacency_matrix, rel=1e-3)
+
+
+def test_cross_layer_transcoders_train_and_attribute_on_cuda(both):
+    from test_clt import make_clt
+
+    from interp_utils.clt import CLTConfig, train_clt
+
+    cpu_model, gpu_model = both
+    cfg = CLTConfig(n_layers=gpu_model.cfg.n_layers, d_model=gpu_model.cfg.d_model, d_sae=64, k=8)
+    trained, log = train_clt(gpu_model, cfg, 4096, batch_size=512, pool_tokens=2048, progress=False)
+    assert trained.W_enc.device.type == "cuda" and log.tokens >= 4096
+    clt = make_clt(cpu_model)
+    cpu = attribution.attribute(cpu_model, clt, PROMPT, batch_size=64, progress=False)
+    gpu = attribution.attribute(gpu_model, clt.to("cuda"), PROMPT, batch_size=64, progress=False)
+    assert cpu.n_features == gpu.n_features
+    close(cpu.adjacency, gpu.adjacency, rel=1e-3)
