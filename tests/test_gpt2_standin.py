@@ -27,7 +27,7 @@ SMOKE = {
         "INTERP_TRAIN_TOKENS": "4096",
         "INTERP_N_CHECK": "3",
         "INTERP_N_IOI": "6",
-        "INTERP_N_SCORE": "2",
+        "INTERP_N_SCORE": "1",
         "INTERP_EXPANSION": "2",
     },
     "template_experiment": {"INTERP_N_PROMPTS": "8", "INTERP_SAE_TOKENS": "8192"},
