@@ -21,7 +21,7 @@ from transformer_lens import HookedTransformer
 
 from interp_utils import activations, hooks
 from interp_utils.hooks import Hook
-from interp_utils.sae import TrainLog, geometric_median, schedule, update_since_fired
+from interp_utils.sae import TrainLog, geometric_median, schedule, topk_relu, update_since_fired
 
 
 @dataclass
@@ -79,8 +79,7 @@ class CrossLayerTranscoder(nn.Module):
 
     def activate(self, pre: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_sae"]:
         """TopK over each layer's features: the k largest pre-activations (through a ReLU), all others zero."""
-        values, indices = pre.topk(self.cfg.k, dim=-1)
-        return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
+        return topk_relu(pre, self.cfg.k)
 
     def pre_acts_all(self, x: Float[Tensor, "batch layer d"]) -> Float[Tensor, "batch layer d_sae"]:
         """Every layer's pre-activations from every layer's MLP input, in one einsum."""
@@ -147,8 +146,7 @@ class CrossLayerTranscoder(nn.Module):
             if not dead[s].any():
                 continue
             dead_pre = pre[:, s, dead[s]]
-            values, indices = dead_pre.topk(min(self.cfg.aux_k, dead_pre.shape[1]), dim=-1)
-            f_dead = torch.zeros_like(dead_pre).scatter(-1, indices, torch.relu(values))
+            f_dead = topk_relu(dead_pre, min(self.cfg.aux_k, dead_pre.shape[1]))
             fix = torch.einsum("bf,fkd->bkd", f_dead, self.W_dec[s][dead[s]])
             total = total + (err[:, s:].detach() - fix).pow(2).sum((-1, -2)).mean()
         return total
@@ -218,8 +216,7 @@ def train_clt(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: schedule(s, steps, 0.0, lr_decay)[0])
     window = min(cfg.dead_tokens, max(1, n_tokens // 4))
     since_fired = torch.zeros(L, cfg.d_sae, device=device)
-    keys = ["tokens", "loss", "mse", "explained_variance", "l0", "dead_fraction"]
-    log, batch = TrainLog(history={k: [] for k in keys}), first
+    log, batch = TrainLog(), first
     for step in tqdm(range(steps), desc="cross-layer transcoder", disable=not progress, mininterval=1.0):
         x, y = batch[:, :L], batch[:, L:]
         dead = since_fired >= window
@@ -231,16 +228,10 @@ def train_clt(
         clt.normalise_decoder_()
         sched.step()
         with torch.no_grad():
-            since_fired = torch.stack([update_since_fired(since_fired[s], out["acts"][:, s]) for s in range(L)])
+            since_fired = update_since_fired(since_fired, out["acts"])  # [layer, d_sae], each layer's own
         log.tokens += len(x)
         if step % log_every == 0 or step == steps - 1:
-            with torch.no_grad():
-                target = y / clt.out_scale[:, None]
-                ev = 1 - out["err"].pow(2).sum() / (target - target.mean(0)).pow(2).sum()
-                l0 = (out["acts"] > 0).float().sum(-1).mean()  # per layer
-            row = [log.tokens, out["loss"].item(), out["mse"].item(), ev.item(), l0.item(), dead.float().mean().item()]
-            for key, value in zip(keys, row, strict=True):
-                log.history[key].append(value)
+            log.record(out, y / clt.out_scale[:, None], dead)
         if step < steps - 1:
             batch = next(buffer).to(device)
     log.seconds = time.perf_counter() - start  # filling the buffer included

@@ -106,8 +106,7 @@ class SAE(nn.Module):
         """ReLU, or TopK: the k largest pre-activations (through a ReLU), all others zero."""
         if self.cfg.architecture == "relu":
             return torch.relu(pre)
-        values, indices = pre.topk(self.cfg.k, dim=-1)
-        return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
+        return topk_relu(pre, self.cfg.k)
 
     def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
         return self.activate(self.pre_acts(x))
@@ -146,8 +145,7 @@ class SAE(nn.Module):
         if dead is None or not dead.any():
             return torch.zeros((), device=pre.device)
         dead_pre = pre[:, dead]
-        values, indices = dead_pre.topk(min(self.cfg.aux_k, dead_pre.shape[1]), dim=-1)
-        f_dead = torch.zeros_like(dead_pre).scatter(-1, indices, torch.relu(values))
+        f_dead = topk_relu(dead_pre, min(self.cfg.aux_k, dead_pre.shape[1]))
         return (err.detach() - f_dead @ self.W_dec[dead]).pow(2).sum(-1).mean()
 
     @torch.no_grad()
@@ -168,6 +166,12 @@ class SAE(nn.Module):
         if self.W_dec.grad is not None:
             unit = self.W_dec / self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
             self.W_dec.grad -= (self.W_dec.grad * unit).sum(1, keepdim=True) * unit
+
+
+def topk_relu(pre: Float[Tensor, "... n"], k: int) -> Float[Tensor, "... n"]:
+    """The k largest values along the last dimension, through a ReLU; every other entry zero."""
+    values, indices = pre.topk(k, dim=-1)
+    return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
 
 
 def geometric_median(points: Float[Tensor, "n d"], iterations: int = 30) -> Float[Tensor, " d"]:
@@ -194,6 +198,22 @@ class TrainLog:
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / max(self.seconds, 1e-9)
+
+    @torch.no_grad()
+    def record(self, out: dict[str, Tensor], target: Tensor, dead: Tensor) -> dict[str, float]:
+        """Log one step from its loss parts (``out``: loss, mse, err, acts) and its scaled target: tokens so far, the
+        losses, explained variance, L0 (latents per token, per layer for a cross-layer transcoder), dead fraction."""
+        row = {
+            "tokens": self.tokens,
+            "loss": out["loss"].item(),
+            "mse": out["mse"].item(),
+            "explained_variance": (1 - out["err"].pow(2).sum() / (target - target.mean(0)).pow(2).sum()).item(),
+            "l0": (out["acts"] > 0).float().sum(-1).mean().item(),
+            "dead_fraction": dead.float().mean().item(),
+        }
+        for key, value in row.items():
+            self.history.setdefault(key, []).append(value)
+        return row
 
 
 Batch = Tensor  # [batch, d_in] for an autoencoder, [batch, 2, d] (input, target) for a transcoder
@@ -227,8 +247,9 @@ def schedule(step: int, steps: int, l1_warmup: float = 0.05, lr_decay: float = 0
     return lr, min(1.0, step / max(1.0, l1_warmup * steps))
 
 
-def update_since_fired(since_fired: Float[Tensor, " d_sae"], acts: Float[Tensor, "batch d_sae"]) -> Tensor:
-    """Tokens since each latent last fired, after one batch: 0 where it fired in ``acts``, else one batch more."""
+def update_since_fired(since_fired: Float[Tensor, "*layer d_sae"], acts: Float[Tensor, "batch *layer d_sae"]) -> Tensor:
+    """Tokens since each latent last fired, after one batch: 0 where it fired in ``acts``, else one batch more
+    (a cross-layer transcoder's counters are [layer, d_sae])."""
     return torch.where((acts > 0).any(0), 0.0, since_fired + len(acts))
 
 
@@ -286,8 +307,6 @@ def train_sae(
     resamples = sae.cfg.architecture == "relu" and sae.cfg.recipe == "bricken2023"
     resample_steps = {int(steps * f) for f in resample_at} if resamples else set()
     log, batch = TrainLog(), first
-    keys = ["tokens", "loss", "mse", "explained_variance", "l0", "dead_fraction"]
-    log.history = {k: [] for k in keys}
     bar = tqdm(range(steps), desc=desc or f"training {sae.cfg.architecture} SAE", disable=not progress, mininterval=1.0)
     start = time.perf_counter()
     for step in bar:
@@ -303,15 +322,12 @@ def train_sae(
             since_fired[dead] = 0
         log.tokens += len(x)
         if step % log_every == 0 or step == steps - 1:
-            with torch.no_grad():
-                target = (x if y is None else y) / sae.out_scale
-                ev = 1 - out["err"].pow(2).sum() / (target - target.mean(0)).pow(2).sum()
-                l0 = (out["acts"] > 0).float().sum(-1).mean()
-            row = [log.tokens, out["loss"].item(), out["mse"].item(), ev.item(), l0.item(), dead.float().mean().item()]
-            for k, v in zip(keys, row, strict=True):
-                log.history[k].append(v)
+            row = log.record(out, (x if y is None else y) / sae.out_scale, dead)
             rate = log.tokens / (time.perf_counter() - start)
-            bar.set_postfix(L0=f"{row[4]:.1f}", EV=f"{row[3]:.3f}", dead=f"{row[5]:.1%}", tok_s=f"{rate:,.0f}")
+            bar.set_postfix(
+                L0=f"{row['l0']:.1f}", EV=f"{row['explained_variance']:.3f}", dead=f"{row['dead_fraction']:.1%}",
+                tok_s=f"{rate:,.0f}",
+            )  # fmt: skip
         if step < steps - 1:
             batch = next(batches)
     log.seconds = time.perf_counter() - start

@@ -155,15 +155,10 @@ def replacement_losses(
     transcoder replaces every MLP or none: clean, MLP-ablated and all."""
     if isinstance(transcoders, CrossLayerTranscoder):
         as_replacement(model, transcoders)
-        every: list[Hook] = [(name, zero_past_bos) for name in hooks.layer_names("mlp_out", model.cfg.n_layers)]
-        return {
-            "clean": mean_loss(model, tokens, [], model_batch),
-            "mlp_ablated": mean_loss(model, tokens, every, model_batch),
-            "all": mean_loss(model, tokens, replacement_hooks(transcoders), model_batch),
-        }
-    check_layers(model, transcoders, need_all=False)
-
-    layers = sorted(transcoders)
+        layers = list(range(model.cfg.n_layers))
+    else:
+        check_layers(model, transcoders, need_all=False)
+        layers = sorted(transcoders)
     out = {
         "clean": mean_loss(model, tokens, [], model_batch),
         "mlp_ablated": mean_loss(
@@ -171,6 +166,8 @@ def replacement_losses(
         ),
         "all": mean_loss(model, tokens, replacement_hooks(transcoders), model_batch),
     }
+    if isinstance(transcoders, CrossLayerTranscoder):
+        return out
     if len(layers) > 1:
         rest = {layer: transcoders[layer] for layer in layers[1:]}
         out["all_but_first"] = mean_loss(model, tokens, replacement_hooks(rest), model_batch)
