@@ -280,6 +280,15 @@ def normalised_logit_diff(
 
 # --- the circuit's first class: name movers ---
 
+WANG_CLASSES = {  # the head classes of Wang et al. 2022 in GPT-2 small ("layer.head"), as notebook 03 finds them
+    "name mover": ["9.9", "9.6", "10.0"],
+    "negative name mover": ["10.7", "11.10"],
+    "S-inhibition": ["7.3", "7.9", "8.6", "8.10"],
+    "induction": ["5.5", "5.8", "5.9", "6.9"],
+    "duplicate-token": ["0.1", "0.10", "3.0"],
+    "previous-token": ["2.2", "4.11"],
+    "backup name mover": ["9.0", "9.7", "10.1", "10.2", "10.6", "10.10", "11.2", "11.9"],
+}
 PATH_THRESHOLD = 0.05  # a path matters when patching it moves the normalised logit difference by more than this
 
 

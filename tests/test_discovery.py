@@ -1,0 +1,115 @@
+"""Circuit discovery on a model whose circuit is set by hand: exact patching, EAP, EAP-IG and ACDC against the
+known edges; ROC and AUC; faithfulness; the reference circuits."""
+
+import pytest
+import torch
+
+from interp_utils import discovery, edges, hooks
+from interp_utils import reference_circuits as rc
+from interp_utils.edges import EdgeGraph
+
+HALF = 12
+
+
+@pytest.fixture(scope="module")
+def handset():
+    model = rc.handset_model(device="cpu")
+    graph = EdgeGraph.of(model)
+    tokens, corrupt = rc.repeated_pairs(6, HALF, seed=0)
+    truth = graph.as_edges(rc.edge_mask(graph, rc.HANDSET_CIRCUIT))
+    return model, graph, tokens, corrupt, truth, rc.next_token_logit(tokens, HALF)
+
+
+def test_the_handset_circuits_edges_are_exactly_the_ones_that_matter(handset):
+    model, graph, tokens, corrupt, truth, metric = handset
+    effects = edges.edge_patching(model, graph, tokens, corrupt, metric, progress=False)
+    assert truth.sum() == 5 and effects[truth].abs().min() > 1.0
+    assert effects[~truth].abs().max() < 1e-4  # the distractors compute, but nothing they compute reaches the logits
+    assert discovery.auc(*discovery.roc(effects, truth)) == 1.0
+    with torch.inference_mode():  # the distractors are not zeros
+        _, cache = model.run_with_cache(tokens)
+    assert cache[hooks.name("z", 0)][:, :, 1].abs().max() > 0.1 and cache[hooks.name("z", 1)][:, :, 1].abs().max() > 0.1
+
+
+def test_eap_misses_the_edges_through_saturated_attention_and_eap_ig_does_not(handset):
+    model, graph, tokens, corrupt, truth, metric = handset
+    scores = edges.eap(model, graph, tokens, corrupt, metric)
+    exact = edges.edge_patching(model, graph, tokens, corrupt, metric, progress=False)
+    through_attention = {"embed → 0.0.v", "0.0 → 1.0.k", "embed → 1.0.q"}  # they act by moving 1.0's attention
+    for k, name in enumerate(graph.edge_names()):
+        if name in through_attention:
+            assert abs(scores[k].item()) < 1e-3 * abs(exact[k].item()), (name, scores[k].item(), exact[k].item())
+        elif truth[k]:  # through 1.0's values and output, linear once the attention is fixed: EAP is exact
+            assert scores[k].item() == pytest.approx(exact[k].item(), rel=1e-4), name
+    # the cause: head 1.0 puts all but 1e-5 of its attention on the repeat (a gap of 200 / sqrt(d_head) = 14.4 in its
+    # scores), so the gradient through its softmax, p(1 − p), is below 1e-4 there
+    with torch.inference_mode():
+        _, cache = model.run_with_cache(tokens)
+    pattern = cache[hooks.name("pattern", 1)][:, 0, HALF + 1 : -1]
+    assert (pattern * (1 - pattern)).max() < 1e-4
+    # EAP still ranks them above the other edges, whose scores are exactly 0
+    assert discovery.auc(*discovery.roc(scores, truth)) == 1.0 and (scores[~truth] == 0).all()
+    ig = edges.eap_ig(model, graph, tokens, corrupt, metric, steps=5)
+    assert discovery.auc(*discovery.roc(ig, truth)) >= 0.95
+    ig_attention = [ig[graph.edge_names().index(n)].abs().item() for n in through_attention]
+    assert min(ig_attention) > 1e-3  # integrated gradients pass through the unsaturated middle of the path
+
+
+def test_acdc_finds_the_handset_circuit_keeps_everything_at_tau_0_and_nothing_at_a_huge_tau(handset):
+    model, graph, tokens, corrupt, truth, _ = handset
+    with torch.inference_mode():
+        clean_logits = model(tokens)
+    where = torch.zeros(tokens.shape, dtype=torch.bool)
+    where[:, HALF:-1] = True
+    kl = discovery.kl_divergence(clean_logits, where)
+    found = discovery.acdc(model, graph, tokens, corrupt, kl, tau=0.1)
+    assert torch.equal(graph.as_edges(found.kept), truth)
+    assert found.passes < graph.n_edges  # nodes nothing reads lose their inputs without a pass
+    assert discovery.acdc(model, graph, tokens, corrupt, kl, tau=0.0).kept.sum() == graph.n_edges
+    assert discovery.acdc(model, graph, tokens, corrupt, kl, tau=1e9).kept.sum() == 0
+    fpr, tpr = discovery.circuit_roc([graph.as_edges(found.kept)], truth)
+    assert discovery.auc(fpr, tpr) >= 0.95
+    with pytest.raises(ValueError, match="tau must be 0 or more"):
+        discovery.acdc(model, graph, tokens, corrupt, kl, tau=-1)
+
+
+def test_faithfulness_of_the_top_edges_goes_from_corrupted_to_clean(handset):
+    model, graph, tokens, corrupt, truth, metric = handset
+    curve = discovery.faithfulness_curve(model, graph, tokens, corrupt, metric, truth.float(), [0, 5, graph.n_edges])
+    assert curve[0].item() == pytest.approx(0.0, abs=1e-4) and curve[2].item() == pytest.approx(1.0, abs=1e-4)
+    assert curve[1].item() == pytest.approx(1.0, abs=1e-3)  # the five reference edges alone do the task
+
+
+def test_roc_auc_and_ranks_on_small_cases():
+    truth = torch.tensor([True, True, False, False])
+    assert discovery.auc(*discovery.roc(torch.tensor([4.0, -3.0, 2.0, 1.0]), truth)) == 1.0
+    assert discovery.auc(*discovery.roc(torch.tensor([1.0, 2.0, 3.0, 4.0]), truth)) == 0.0
+    assert discovery.auc(*discovery.roc(torch.ones(4), truth)) == 0.5  # all tied: the diagonal
+    fpr, tpr = discovery.roc(torch.tensor([4.0, 2.0, 3.0, 1.0]), truth)
+    assert fpr.tolist() == [0, 0, 0.5, 0.5, 1] and tpr.tolist() == [0, 0.5, 0.5, 1, 1]
+    assert discovery.top_edges(torch.tensor([0.1, -5.0, 2.0]), 2).tolist() == [False, True, True]
+    assert discovery.spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 20.0, 15.0])) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="some edges and leave some out"):
+        discovery.roc(torch.ones(3), torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="same metric"):
+        discovery.normalised(1.0, 2.0, 2.0)
+
+
+def test_reference_circuits_as_edges(bundled_model):
+    graph = EdgeGraph.of(bundled_model)
+    ind = rc.induction_reference(graph, previous=[(1, 2)], induction=[(2, 0), (2, 2)])
+    names = {n for n, t in zip(graph.edge_names(), graph.as_edges(ind), strict=True) if t}
+    assert names == {"embed → 1.2.v", "1.2 → 2.0.k", "1.2 → 2.2.k", "embed → 2.0.q", "embed → 2.0.v",
+                     "embed → 2.2.q", "embed → 2.2.v", "2.0 → logits", "2.2 → logits"}  # fmt: skip
+    classes = {"name mover": [(3, 1)], "S-inhibition": [(2, 3)], "induction": [(1, 0)], "previous-token": [(0, 2)]}
+    ioi_mask = rc.class_reference(graph, classes)
+    kept = {n for n, t in zip(graph.edge_names(), graph.as_edges(ioi_mask), strict=True) if t}
+    for edge in ["2.3 → 3.1.q", "3.1 → logits", "embed → 3.1.v", "1.0 → 2.3.k", "0.2 → 1.0.v", "mlp 0 → 2.3.q",
+                 "embed → mlp 1", "mlp 2 → logits", "2.3 → mlp 3"]:  # fmt: skip
+        assert edge in kept, edge
+    for edge in ["0.0 → logits", "2.3 → 3.1.k", "1.1 → 3.1.q", "mlp 0 → 1.1.q"]:
+        assert edge not in kept, edge
+    with pytest.raises(ValueError, match="not an edge"):
+        rc.edge_mask(graph, [("3.1", "2.0.q")])
+    with pytest.raises(ValueError, match="unknown node"):
+        rc.edge_mask(graph, [("9.9", "logits")])
