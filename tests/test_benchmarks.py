@@ -14,6 +14,20 @@ TINY = {
     "patching.py": ["--prompts", "4"],
     "sae_training.py": ["--tokens", "4096", "--d-sae", "64", "--batch", "512", "--activations", "8192"],
     "attribution.py": ["--lengths", "8", "--train-tokens", "4096", "--pool-tokens", "4096", "--repeats", "1"],
+    "circuit_discovery.py": [
+        "--prompts",
+        "2",
+        "--sample",
+        "4",
+        "--acdc-visits",
+        "3",
+        "--check-edges",
+        "2",
+        "--tau",
+        "1000",
+        "--ig-steps",
+        "2",
+    ],  # fmt: skip
     # the template at the test width, at the two smallest exact fractions of its budgets; written to a temporary file
     "footprint.py": ["--only", "template", "--width", "96", "--levels", "0.03125", "0.0625", "--out", "{tmp}/fp.json"],
 }

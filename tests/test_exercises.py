@@ -66,7 +66,10 @@ def test_committed_learner_copies_are_what_the_lessons_derive_to(path):
 
 
 # Lessons that are problem sets (EXERCISES.md): at least 12 exercises, each with its marker line, hints and check.
-PROBLEM_SETS = ["01_superposition", "02_induction_heads", "03_ioi", "04_sparse_autoencoders", "05_circuit_tracing"]
+PROBLEM_SETS = [
+    "01_superposition", "02_induction_heads", "03_ioi", "04_sparse_autoencoders", "05_circuit_tracing",
+    "06_circuit_discovery",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", PROBLEM_SETS)

@@ -30,6 +30,14 @@ SMOKE = {
         "INTERP_N_SCORE": "1",
         "INTERP_EXPANSION": "2",
     },
+    # 06: ACDC at a huge threshold (the logits' edges, then nothing left to visit), a sample of edges patched exactly
+    "06_circuit_discovery": {
+        "INTERP_N_PROMPTS": "4",
+        "INTERP_N_ACDC": "2",
+        "INTERP_TAUS": "1000",
+        "INTERP_N_EXACT": "40",
+        "INTERP_INDUCTION_STEPS": "20",
+    },
     "template_experiment": {"INTERP_N_PROMPTS": "8", "INTERP_SAE_TOKENS": "8192"},
 }
 

@@ -1,0 +1,193 @@
+"""Notebook 06's checks pass the reference answers and reject plausible wrong ones with the message meant for them."""
+
+import pytest
+import torch
+
+from interp_utils import discovery, edges, hooks
+from interp_utils import reference_circuits as rc
+from interp_utils.checks import circuit_discovery as checks
+from interp_utils.edges import EdgeGraph
+
+
+def test_count_edges_and_patched_input():
+    checks.check_count_edges(lambda n_layers, n_heads, mlp: EdgeGraph(n_layers, n_heads, mlp).n_edges)
+
+    def no_same_layer(n_layers, n_heads, mlp):  # an MLP that does not read its own layer's heads
+        return EdgeGraph(n_layers, n_heads, mlp).n_edges - (n_layers * n_heads if mlp else 0)
+
+    with pytest.raises(AssertionError, match="the heads of its own layer"):
+        checks.check_count_edges(no_same_layer)
+    with pytest.raises(AssertionError, match="query, key and value inputs"):  # one input per head
+        checks.check_count_edges(lambda n_layers, n_heads, mlp: EdgeGraph(n_layers, n_heads, mlp).n_edges // 3)
+
+    def patched_input(current, outputs, corrupt, patched):
+        return current + torch.einsum("u,...ud->...d", patched.float(), corrupt - outputs)
+
+    checks.check_patched_input(patched_input)
+    with pytest.raises(AssertionError, match="returned the corrupted output alone"):
+        checks.check_patched_input(lambda c, o, x, p: torch.einsum("u,...ud->...d", p.float(), x))
+    with pytest.raises(AssertionError, match="sign is reversed"):
+        checks.check_patched_input(lambda c, o, x, p: c + torch.einsum("u,...ud->...d", p.float(), o - x))
+
+
+def test_kl_and_one_edge_patch():
+    def kl(clean, logits, where):
+        return discovery.kl_divergence(clean, where)(logits)
+
+    checks.check_kl_from_clean(kl)
+    with pytest.raises(AssertionError, match=r"KL\(patched ‖ clean\)"):
+        checks.check_kl_from_clean(lambda c, x, w: kl(x, c, w))
+    with pytest.raises(AssertionError, match="where` is True only"):
+        checks.check_kl_from_clean(lambda c, x, w: kl(c, x, torch.ones_like(w)))
+
+    def patch_one_edge(model, tokens, corrupt_tokens, sender, receiver, metric, sign=1.0, whole_head=False,
+                       all_heads=False):  # fmt: skip
+        with torch.inference_mode():
+            _, clean = model.run_with_cache(tokens)
+            _, corrupt = model.run_with_cache(corrupt_tokens)
+
+        def output(cache):
+            if sender == "embed":
+                return cache[hooks.name("resid_pre", 0)]
+            layer, head = sender
+            return cache[hooks.name("z", layer)][:, :, head] @ model.W_O[layer, head]
+
+        delta = sign * (output(corrupt) - output(clean))
+        if whole_head:  # the sender's output patched everywhere: activation patching, not edge patching
+            layer, head = sender
+
+            def hook(z, hook):
+                z = z.clone()
+                z[:, :, head] = corrupt[hook.name][:, :, head]
+                return z
+
+            point = hooks.name("z", layer)
+        elif receiver == "logits":
+            point, hook = hooks.name("resid_post", model.cfg.n_layers - 1), lambda act, hook: act + delta
+        else:
+            layer, head, letter = receiver
+            point = hooks.name(f"{letter}_input", layer)
+
+            def hook(act, hook):
+                act = act.clone()
+                act[:, :, slice(None) if all_heads else head] += delta[:, :, None] if all_heads else delta
+                return act
+
+        with torch.inference_mode(), edges.edge_hooks_enabled(model):
+            return (metric(model.run_with_hooks(tokens, fwd_hooks=[(point, hook)])) - metric(model(tokens))).item()
+
+    checks.check_patch_one_edge(patch_one_edge)
+    with pytest.raises(AssertionError, match="sign is reversed"):
+        checks.check_patch_one_edge(lambda *a: patch_one_edge(*a, sign=-1.0))
+    with pytest.raises(AssertionError, match="activation patching"):
+        checks.check_patch_one_edge(lambda *a: patch_one_edge(*a, whole_head=a[3] != "embed"))
+    with pytest.raises(AssertionError, match="every head of layer 1"):
+        checks.check_patch_one_edge(lambda *a: patch_one_edge(*a, all_heads=True))
+
+
+def test_eap_ig_and_acdc_search():
+    def eap_scores(clean, corrupt, grads, allowed):
+        return torch.einsum("bpud,bpwd->uw", corrupt - clean, grads) * allowed
+
+    checks.check_eap_scores(eap_scores)
+    with pytest.raises(AssertionError, match="sign is reversed"):
+        checks.check_eap_scores(lambda c, x, g, a: eap_scores(x, c, g, a))
+    with pytest.raises(AssertionError, match="not an edge"):
+        checks.check_eap_scores(lambda c, x, g, a: eap_scores(c, x, g, torch.ones_like(a)))
+    with pytest.raises(AssertionError, match="Sum over positions"):
+        checks.check_eap_scores(lambda c, x, g, a: eap_scores(c, x, g, a) / c.shape[1])
+
+    def ig_inputs(clean, corrupt, steps):
+        alphas = torch.arange(1, steps + 1, dtype=clean.dtype) / steps
+        return corrupt + alphas.view(-1, *[1] * clean.ndim) * (clean - corrupt)
+
+    checks.check_ig_inputs(ig_inputs)
+    with pytest.raises(AssertionError, match="from the corrupted input"):
+        checks.check_ig_inputs(lambda c, x, s: ig_inputs(x, c, s))
+    with pytest.raises(AssertionError, match="k / steps"):
+        checks.check_ig_inputs(lambda c, x, s: x + torch.linspace(0, 1, s).view(-1, *[1] * c.ndim) * (c - x))
+
+    checks.check_acdc_search(lambda graph, measure, tau: discovery.acdc_search(graph, measure, tau)[0])
+    for flags, message in [
+        (dict(backwards=False), "from the logits backwards"),
+        (dict(update=False), "new baseline"),
+        (dict(orphans=False), "without measuring"),
+    ]:
+        with pytest.raises(AssertionError, match=message):
+            checks.check_acdc_search(lambda g, m, t, flags=flags: checks._acdc_variant(g, m, t, **flags))
+
+    def at_most_tau(graph, measure, tau):  # removes an edge whose change equals τ: at τ = 0, every idle edge
+        return discovery.acdc_search(graph, measure, tau + 1e-12)[0]
+
+    with pytest.raises(AssertionError, match="strictly"):
+        checks.check_acdc_search(at_most_tau)
+
+
+def test_scoring_checks():
+    checks.check_roc_points(discovery.roc)
+    with pytest.raises(AssertionError, match=r"\|score\|"):
+        checks.check_roc_points(lambda s, t: discovery.roc(s.clamp_min(0) + 1e-9 * torch.arange(len(s)), t))
+    with pytest.raises(AssertionError, match="Tied scores"):
+        checks.check_roc_points(lambda s, t: discovery.roc(s.abs() + 1e-6 * torch.arange(len(s)), t))
+    checks.check_area_under(discovery.auc)
+    with pytest.raises(AssertionError, match="trapezoids"):  # left rectangles
+        checks.check_area_under(lambda f, t: float(((f[1:] - f[:-1]) * t[:-1]).sum()))
+    with pytest.raises(AssertionError, match="trapezoids"):  # right rectangles
+        checks.check_area_under(lambda f, t: float(((f[1:] - f[:-1]) * t[1:]).sum()))
+    checks.check_top_n(discovery.top_edges)
+    with pytest.raises(AssertionError, match="largest"):
+        checks.check_top_n(lambda s, n: discovery.top_edges(s.clamp_min(0), n))
+    with pytest.raises(AssertionError, match="not the smallest"):
+        checks.check_top_n(lambda s, n: discovery.top_edges(1 / s.abs(), n))
+    checks.check_faithfulness(discovery.normalised)
+    with pytest.raises(AssertionError, match="subtract it first"):
+        checks.check_faithfulness(lambda v, c, x: v / c)
+    with pytest.raises(AssertionError, match="sign included"):
+        checks.check_faithfulness(lambda v, c, x: (v - x) / abs(c - x))
+
+
+def test_reference_edge_checks():
+    def class_edges(graph, classes, connections):
+        return set(rc.class_pairs(graph, classes))
+
+    checks.check_class_edges(class_edges)
+
+    def every_input(graph, classes, connections):
+        return class_edges(graph, classes, connections) | {
+            (u, d[:-1] + x) for u, d in class_edges(graph, classes, connections) if d != "logits" for x in "qkv"
+        }
+
+    with pytest.raises(AssertionError, match="inputs the rule names"):
+        checks.check_class_edges(every_input)
+
+    def no_order(graph, classes, connections):
+        pairs = set()
+        for sender, receiver, inputs in connections:
+            ups = ["embed"] if sender == "input" else [rc.label(h) for h in classes.get(sender, [])]
+            downs = ["logits"] if receiver == "output" else [
+                f"{rc.label(h)}.{x}" for h in classes.get(receiver, []) for x in inputs
+            ]  # fmt: skip
+            pairs |= {(u, d) for u in ups for d in downs}
+        return pairs
+
+    with pytest.raises(AssertionError, match="its own layer or an earlier one"):
+        checks.check_class_edges(no_order)
+
+    def induction_edges(previous, induction, query=False, values=True):
+        pairs = {("embed", f"{rc.label(p)}.v") for p in previous if values}
+        pairs |= {(rc.label(i), "logits") for i in induction} | {("embed", f"{rc.label(i)}.{x}") for i in induction
+                                                                   for x in "qv"}  # fmt: skip
+        pairs |= {(rc.label(p), f"{rc.label(i)}.{'q' if query else 'k'}") for p in previous for i in induction}
+        return pairs
+
+    checks.check_induction_edges(induction_edges)
+    with pytest.raises(AssertionError, match="keys"):
+        checks.check_induction_edges(lambda p, i: induction_edges(p, i, query=True))
+    with pytest.raises(AssertionError, match="feed its values"):
+        checks.check_induction_edges(lambda p, i: induction_edges(p, i, values=False))
+
+
+def test_the_handset_case_is_small():
+    model, graph, tokens, corrupt, _ = checks._handset_case()
+    assert tokens.shape == corrupt.shape == (3, 16) and graph.n_edges == 6 + 18 + 5
+    assert rc.edge_mask(graph, rc.HANDSET_CIRCUIT).sum() == 5
