@@ -316,7 +316,7 @@ def masked_metrics(
     """``metric`` with the edges in each mask patched, the masks batched into passes as memory allows."""
     chunk = copies_per_pass(model, graph, tokens, max_elements)
     values = []
-    for start in tqdm(range(0, len(masks), chunk), desc="patched passes", disable=not progress):
+    for start in tqdm(range(0, len(masks), chunk), desc="patched passes", disable=not progress, mininterval=1.0):
         logits = patched_logits(model, graph, tokens, corrupt, masks[start : start + chunk])
         values += [float(metric(copy)) for copy in logits]
     return torch.tensor(values)
@@ -328,19 +328,19 @@ def edge_patching(
     tokens: Int[Tensor, "batch pos"],
     corrupt_tokens: Int[Tensor, "batch pos"],
     metric: Metric,
+    which: Int[Tensor, " n"] | None = None,
     max_elements: float = MAX_ELEMENTS,
     progress: bool = True,
-) -> Float[Tensor, " edge"]:
-    """Exact edge patching, the reference: for every edge, ``metric`` with that edge alone patched, minus ``metric``
-    on the clean run. In ``graph.edges()`` order."""
+) -> Float[Tensor, " n"]:
+    """Exact edge patching, the reference: for every edge (or the edges at positions ``which`` of ``graph.edges()``),
+    ``metric`` with that edge alone patched, minus ``metric`` on the clean run."""
     corrupt = record_outputs(model, graph, corrupt_tokens)
     with torch.inference_mode():
         clean = float(metric(model(tokens.to(model.cfg.device))))
-    edges = graph.edges()
-    effects = []
-    chunk = copies_per_pass(model, graph, tokens, max_elements)
-    for start in tqdm(range(0, len(edges), chunk), desc="edge patching", disable=not progress):
-        part = edges[start : start + chunk]
+    pairs = graph.edges() if which is None else graph.edges()[which]
+    chunk, effects = copies_per_pass(model, graph, tokens, max_elements), []
+    for start in tqdm(range(0, len(pairs), chunk), desc="edge patching", disable=not progress, mininterval=1.0):
+        part = pairs[start : start + chunk]  # one-hot masks, built a pass at a time (all of them may not fit)
         masks = torch.zeros(len(part), *graph.allowed.shape, dtype=torch.bool)
         masks[torch.arange(len(part)), part[:, 0], part[:, 1]] = True
         effects.append(masked_metrics(model, graph, tokens, corrupt, masks, metric, max_elements) - clean)
