@@ -1,0 +1,95 @@
+"""Probes recover a direction planted in synthetic data; steering adds exactly what it says; pinning a latent to its
+own value changes nothing."""
+
+import pytest
+import torch
+
+from interp_utils import hooks, probes, steering
+from interp_utils.sae import SAE, SAEConfig
+
+
+def planted(n=2000, d=32, noise=1.0, seed=0):
+    """Gaussian activations whose class shifts them along one known unit direction."""
+    g = torch.Generator().manual_seed(seed)
+    truth = torch.randn(d, generator=g)
+    truth /= truth.norm()
+    y = torch.rand(n, generator=g) < 0.5
+    x = noise * torch.randn(n, d, generator=g) + (y.float()[:, None] * 2 - 1) * 1.5 * truth
+    return x, y, truth
+
+
+@pytest.mark.parametrize("fit", [probes.mass_mean_probe, probes.logistic_probe])
+def test_probes_recover_the_planted_direction(fit):
+    x, y, truth = planted()
+    probe = fit(x[:1500], y[:1500])
+    assert torch.nn.functional.cosine_similarity(probe.direction, truth, dim=0) > 0.95
+    assert probe.accuracy(x[1500:], y[1500:]) > 0.9
+
+
+def test_logistic_and_mass_mean_part_ways_under_correlated_noise():
+    """With noise stretched along a second direction that leaks into the first, logistic regression tilts away from
+    the planted direction to cancel the noise (a better classifier), while the difference of means stays on it."""
+    x, y, truth = planted(noise=0.3)
+    other = torch.randn(32, generator=torch.Generator().manual_seed(1))
+    other -= (other @ truth) * truth
+    other /= other.norm()
+    x = x + 3.0 * torch.randn(len(x), 1, generator=torch.Generator().manual_seed(2)) * (truth + other)
+    mm, lr = probes.mass_mean_probe(x, y), probes.logistic_probe(x, y)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(mm.direction, truth, dim=0) > cos(lr.direction, truth, dim=0)
+    assert lr.accuracy(x, y) > mm.accuracy(x, y)
+
+
+def test_top_latents_control_task_and_bad_inputs():
+    acts = torch.zeros(6, 5)
+    y = torch.tensor([True, True, True, False, False, False])
+    acts[:3, 2], acts[3:, 4] = 1.0, 2.0
+    assert set(probes.top_latents(acts, y, 2).tolist()) == {2, 4}
+    tokens = torch.tensor([5, 7, 5, 9, 7, 5])
+    labels = probes.control_labels(tokens, seed=3)
+    assert labels[0] == labels[2] == labels[5] and labels[1] == labels[4]
+    assert probes.selectivity(0.9, 0.6) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="Both classes"):
+        probes.mass_mean_probe(acts, torch.ones(6, dtype=torch.bool))
+    with pytest.raises(ValueError, match="one label per row"):
+        probes.logistic_probe(acts, y[:4])
+    with pytest.raises(ValueError, match="k must be between"):
+        probes.top_latents(acts, y, 0)
+
+
+def test_steering_adds_alpha_times_the_vector(bundled_model):
+    tokens = bundled_model.to_tokens("When Mary and John went to the store")
+    name = hooks.name("resid_pre", 2)
+    _, clean = bundled_model.run_with_cache(tokens, names_filter=name)
+    v = torch.randn(bundled_model.cfg.d_model)
+    seen = {}
+    store = [(name, lambda act, hook: seen.update(x=act.clone()))]
+    bundled_model.run_with_hooks(tokens, fwd_hooks=steering.add_hooks(2, v, 3.0, positions=[-1]) + store)
+    delta = seen["x"] - clean[name]
+    assert torch.allclose(delta[0, -1], 3.0 * v, atol=1e-4) and delta[0, :-1].abs().max() < 1e-5
+    vec = steering.actadd_vector(bundled_model, "Mary and John", "John and Mary", 2)
+    assert vec.shape == (bundled_model.to_tokens("Mary and John").shape[1], bundled_model.cfg.d_model)
+    assert vec[0].abs().max() < 1e-5 and vec[1:].abs().max() > 0.1  # BOS is the same in both prompts
+    with pytest.raises(ValueError, match="pad the shorter one"):
+        steering.actadd_vector(bundled_model, "Mary", "Mary and John", 2)
+
+
+def test_pinning_a_latent_to_its_own_value_changes_nothing(bundled_model):
+    torch.manual_seed(0)
+    d = bundled_model.cfg.d_model
+    sae = SAE(SAEConfig(d_in=d, d_sae=4 * d, architecture="relu"))
+    tokens = bundled_model.to_tokens("When Mary and John went to the store, John gave a drink to")
+    name = hooks.name("resid_post", 1)
+    clean = bundled_model(tokens)
+    _, cache = bundled_model.run_with_cache(tokens, names_filter=name)
+    f = sae.encode(cache[name][:, 1:])
+    latent = int(f.sum((0, 1)).argmax())
+    value = f[0, 0, latent].item()
+    one_token = bundled_model.to_tokens("When")  # BOS and one token: the pinned value is that token's own
+    _, c1 = bundled_model.run_with_cache(one_token, names_filter=name)
+    own = sae.encode(c1[name][:, 1:])[0, 0]
+    same = bundled_model.run_with_hooks(one_token, fwd_hooks=steering.pin_hooks(sae, name, [int(own.argmax())],
+                                                                                 own.max()))  # fmt: skip
+    assert torch.allclose(same, bundled_model(one_token), atol=1e-4)
+    moved = bundled_model.run_with_hooks(tokens, fwd_hooks=steering.pin_hooks(sae, name, [latent], value + 10.0))
+    assert (moved - clean).abs().max() > 1e-3
