@@ -34,6 +34,16 @@ def kl_divergence(
     return metric
 
 
+def distance_from_clean(metric: Metric, clean_value: float) -> Metric:
+    """ACDC with a task metric (Conmy et al. also use the logit difference): |metric − its clean value|, a distance
+    from the full model that is 0 for the clean run."""
+
+    def distance(logits: Tensor) -> Tensor:
+        return (metric(logits) - clean_value).abs()
+
+    return distance
+
+
 @dataclass
 class ACDCResult:
     kept: Bool[Tensor, "up down"]  # the circuit's edges

@@ -56,7 +56,7 @@ def test_eap_misses_the_edges_through_saturated_attention_and_eap_ig_does_not(ha
 
 
 def test_acdc_finds_the_handset_circuit_keeps_everything_at_tau_0_and_nothing_at_a_huge_tau(handset):
-    model, graph, tokens, corrupt, truth, _ = handset
+    model, graph, tokens, corrupt, truth, metric = handset
     with torch.inference_mode():
         clean_logits = model(tokens)
     where = torch.zeros(tokens.shape, dtype=torch.bool)
@@ -67,6 +67,9 @@ def test_acdc_finds_the_handset_circuit_keeps_everything_at_tau_0_and_nothing_at
     assert found.passes < graph.n_edges  # nodes nothing reads lose their inputs without a pass
     assert discovery.acdc(model, graph, tokens, corrupt, kl, tau=0.0).kept.sum() == graph.n_edges
     assert discovery.acdc(model, graph, tokens, corrupt, kl, tau=1e9).kept.sum() == 0
+    clean_value = float(metric(clean_logits))
+    by_logit = discovery.acdc(model, graph, tokens, corrupt, discovery.distance_from_clean(metric, clean_value), 0.5)
+    assert torch.equal(graph.as_edges(by_logit.kept), truth)  # the task metric finds the same circuit
     fpr, tpr = discovery.circuit_roc([graph.as_edges(found.kept)], truth)
     assert discovery.auc(fpr, tpr) >= 0.95
     with pytest.raises(ValueError, match="tau must be 0 or more"):
