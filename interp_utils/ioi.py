@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
@@ -240,6 +240,21 @@ def ioi_batch(
         s=torch.tensor(s_ids, device=model.cfg.device),
         positions={k: torch.tensor(v, device=model.cfg.device) for k, v in positions.items()},
     )
+
+
+def statements(
+    batch: IOIBatch, pad: int = 0
+) -> tuple[Int[Tensor, "pair pos"], Bool[Tensor, " pair"], Int[Tensor, " pair"]]:
+    """Each prompt completed twice, as statements a probe can call true or false: with its indirect object (what the
+    story implies) and with its subject. Returns the tokens ``[true ones; false ones]`` (right-padded with ``pad``),
+    the labels (True: completed with IO) and the position of the completing name."""
+    n, width = batch.tokens.shape
+    tokens = batch.tokens.new_full((2 * n, width + 1), pad)
+    tokens[:n, :width] = tokens[n:, :width] = batch.tokens
+    rows, at = torch.arange(n, device=tokens.device), batch.positions["end"].to(tokens.device) + 1
+    tokens[rows, at], tokens[n + rows, at] = batch.io.to(tokens.device), batch.s.to(tokens.device)
+    labels = torch.cat([torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)])
+    return tokens, labels, torch.cat([at, at])
 
 
 # --- the behaviour: the IO - S logit difference ---

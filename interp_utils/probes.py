@@ -9,6 +9,9 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from interp_utils import hooks
 
 
 @dataclass
@@ -32,6 +35,23 @@ def _check(x: Tensor, y: Tensor) -> None:
     y = y.bool()
     if y.all() or not y.any():
         raise ValueError("Both classes are needed to fit a probe: the labels are all one value.")
+
+
+@torch.inference_mode()
+def residuals_at(
+    model: HookedTransformer, tokens: Int[Tensor, "n pos"], positions: Int[Tensor, " n"], batch_size: int = 64
+) -> Float[Tensor, "n layer d_model"]:
+    """The residual stream after each layer (resid_post) at one position per row: what a probe at each layer reads."""
+    if positions.shape != tokens.shape[:1]:
+        raise ValueError(f"Give one position per row: {tuple(positions.shape)} positions for {len(tokens)} rows.")
+    names = hooks.layer_names("resid_post", model.cfg.n_layers)
+    out = []
+    for start in range(0, len(tokens), batch_size):
+        chunk, at = tokens[start : start + batch_size], positions[start : start + batch_size]
+        _, cache = model.run_with_cache(chunk.to(model.cfg.device), names_filter=lambda name: name in names)
+        rows = torch.arange(len(chunk))
+        out.append(torch.stack([cache[name][rows, at.to(cache[name].device)] for name in names], 1).cpu())
+    return torch.cat(out)
 
 
 def mass_mean_probe(x: Float[Tensor, "n d"], y: Bool[Tensor, " n"]) -> Probe:

@@ -4,7 +4,7 @@ own value changes nothing."""
 import pytest
 import torch
 
-from interp_utils import hooks, probes, steering
+from interp_utils import hooks, ioi, probes, steering
 from interp_utils.sae import SAE, SAEConfig
 
 
@@ -93,3 +93,20 @@ def test_pinning_a_latent_to_its_own_value_changes_nothing(bundled_model):
     assert torch.allclose(same, bundled_model(one_token), atol=1e-4)
     moved = bundled_model.run_with_hooks(tokens, fwd_hooks=steering.pin_hooks(sae, name, [latent], value + 10.0))
     assert (moved - clean).abs().max() > 1e-3
+
+
+def test_ioi_statements_and_residuals_at_the_completing_name(bundled_model):
+    prompts = ioi.default_prompts(bundled_model, 6, seed=0)
+    batch = ioi.ioi_batch(bundled_model, prompts)
+    tokens, labels, at = ioi.statements(batch)
+    assert tokens.shape == (12, batch.tokens.shape[1] + 1) and labels.tolist() == [True] * 6 + [False] * 6
+    for i, p in enumerate(prompts):
+        for row, name in ((i, p.io), (i + 6, p.s)):
+            want = bundled_model.to_tokens(p.text + " " + name)[0]
+            assert torch.equal(tokens[row, : at[row] + 1].cpu(), want.cpu()), (p.text, name)
+    acts = probes.residuals_at(bundled_model, tokens, at, batch_size=5)
+    _, cache = bundled_model.run_with_cache(tokens[3:4])
+    assert acts.shape == (12, bundled_model.cfg.n_layers, bundled_model.cfg.d_model)
+    assert torch.allclose(acts[3, 2], cache[hooks.name("resid_post", 2)][0, at[3]], atol=1e-5)
+    with pytest.raises(ValueError, match="one position per row"):
+        probes.residuals_at(bundled_model, tokens, at[:3])
