@@ -22,13 +22,7 @@ from interp_utils import corpus, discovery, edges, ioi, load_bundled
 from interp_utils import reference_circuits as rc
 from interp_utils.edges import EdgeGraph
 from interp_utils.ioi import ioi_batch, make_ioi_prompts, single_token_names
-from interp_utils.runtime import benchmark_device
-
-
-def seconds(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
+from interp_utils.runtime import benchmark_device, timed
 
 
 def run(model: HookedTransformer, batch: ioi.IOIBatch, args, truth: torch.Tensor | None) -> list[tuple]:
@@ -44,7 +38,9 @@ def run(model: HookedTransformer, batch: ioi.IOIBatch, args, truth: torch.Tensor
         clean_logits = model(tokens)
         clean = float(metric(clean_logits))
     sample = torch.arange(graph.n_edges) if full else torch.randperm(graph.n_edges)[: args.sample]
-    exact, t_exact = seconds(lambda: edges.edge_patching(model, graph, tokens, corrupt, metric, sample, progress=False))
+    exact, t_exact = timed(
+        lambda: edges.edge_patching(model, graph, tokens, corrupt, metric, sample, progress=False), args.device
+    )
     t_exact *= graph.n_edges / len(sample)
     check = torch.arange(min(args.check_edges, len(sample)))
     pairs = graph.edges()[sample[check]]
@@ -56,8 +52,10 @@ def run(model: HookedTransformer, batch: ioi.IOIBatch, args, truth: torch.Tensor
 
     one_by_one = torch.tensor([one_pass(up, down) for up, down in pairs.tolist()])
     gap = (one_by_one - exact[check]).abs().max().item()
-    eap, t_eap = seconds(lambda: edges.eap(model, graph, tokens, corrupt, metric).cpu())
-    ig, t_ig = seconds(lambda: edges.eap_ig(model, graph, tokens, corrupt, metric, steps=args.ig_steps).cpu())
+    eap, t_eap = timed(lambda: edges.eap(model, graph, tokens, corrupt, metric).cpu(), args.device)
+    ig, t_ig = timed(
+        lambda: edges.eap_ig(model, graph, tokens, corrupt, metric, steps=args.ig_steps).cpu(), args.device
+    )
     where = torch.zeros(tokens.shape, dtype=torch.bool, device=args.device)
     where[torch.arange(len(batch)), batch.positions["end"]] = True
     kl = discovery.kl_divergence(clean_logits, where)

@@ -204,10 +204,3 @@ def spearman(a: Tensor, b: Tensor) -> float:
         return (mean / torch.bincount(inverse, minlength=len(values)))[inverse]
 
     return float(torch.corrcoef(torch.stack([ranks(a), ranks(b)]))[0, 1])
-
-
-def timed_scores(fn: Callable[[], Tensor]) -> tuple[Tensor, float]:
-    """``fn()`` and the seconds it took."""
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start

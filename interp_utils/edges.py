@@ -136,22 +136,20 @@ class EdgeGraph:
 
 @contextmanager
 def edge_hooks_enabled(model: HookedTransformer, split: bool = True) -> Iterator[None]:
-    """Turn on the hook points edge patching needs (each MLP's input; with ``split``, each head's own q/k/v input and
-    output, which gradients need and which cost a plain pass several times over), and restore the model's settings
-    afterwards."""
+    """Turn on the hook points edge patching needs (each MLP's input; with ``split``, each head's own q/k/v input,
+    which gradients need and which costs a plain pass several times over), and restore the model's settings
+    afterwards. Head outputs come from their z (:func:`_head_outputs`), so no per-head result hook is needed."""
     cfg = model.cfg
-    saved = (cfg.use_attn_result, cfg.use_split_qkv_input, cfg.use_hook_mlp_in)
-    model.set_use_attn_result(split)
+    saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in)
     model.set_use_split_qkv_input(split)
     if not cfg.attn_only:
         model.set_use_hook_mlp_in(True)
     try:
         yield
     finally:
-        model.set_use_attn_result(saved[0])
-        model.set_use_split_qkv_input(saved[1])
+        model.set_use_split_qkv_input(saved[0])
         if not cfg.attn_only:
-            model.set_use_hook_mlp_in(saved[2])
+            model.set_use_hook_mlp_in(saved[1])
 
 
 def _head_outputs(model: HookedTransformer, layer: int, z: Tensor) -> Tensor:

@@ -17,8 +17,7 @@ Hook = tuple[str | Callable, Callable]  # (hook name or name filter, function), 
 
 LayerKind = Literal[
     "resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "mlp_in", "mlp_post",
-    "q", "k", "v", "z", "pattern", "ln1_scale", "ln2_scale", "q_input", "k_input", "v_input", "result",
-    "mlp_resid_in",
+    "q", "k", "v", "z", "pattern", "ln1_scale", "ln2_scale", "q_input", "k_input", "v_input", "mlp_resid_in",
 ]  # fmt: skip
 GlobalKind = Literal["embed", "pos_embed", "ln_final_scale", "ln_final_normalized"]
 _LAYER = {
@@ -39,7 +38,6 @@ _LAYER = {
     "q_input": "hook_q_input",  # each head's own copy of the residual stream its queries read (split_qkv_input)
     "k_input": "hook_k_input",  # ... its keys read
     "v_input": "hook_v_input",  # ... its values read
-    "result": "attn.hook_result",  # each head's output in the residual stream, before b_O (use_attn_result)
     "mlp_resid_in": "hook_mlp_in",  # the residual stream the MLP reads, before its LayerNorm (use_hook_mlp_in)
 }
 _GLOBAL = {

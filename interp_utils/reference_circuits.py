@@ -14,7 +14,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp_utils import ioi, patching
 from interp_utils.edges import EdgeGraph
-from interp_utils.heads import Head, top_heads
+from interp_utils.heads import Head, head_label, top_heads
 
 N_CTX, VOCAB, SLOT = 64, 128, 128  # the hand-set model: positions, tokens, width of each residual-stream slot
 
@@ -111,16 +111,12 @@ def next_token_logit(tokens: Int[Tensor, "batch pos"], start: int) -> Callable[[
     return metric
 
 
-def label(head: Head) -> str:
-    return f"{head[0]}.{head[1]}"
-
-
 def induction_reference(graph: EdgeGraph, previous: Sequence[Head], induction: Sequence[Head]) -> Tensor:
     """The induction circuit: the embeddings → each previous-token head's values; each previous-token head → each
     later induction head's keys; the embeddings → the induction heads' queries and values; induction heads → logits."""
-    pairs = [("embed", f"{label(p)}.v") for p in previous] + [(label(i), "logits") for i in induction]
-    pairs += [("embed", f"{label(i)}.{x}") for i in induction for x in "qv"]
-    pairs += [(label(p), f"{label(i)}.k") for p in previous for i in induction if p[0] < i[0]]
+    pairs = [("embed", f"{head_label(p)}.v") for p in previous] + [(head_label(i), "logits") for i in induction]
+    pairs += [("embed", f"{head_label(i)}.{x}") for i in induction for x in "qv"]
+    pairs += [(head_label(p), f"{head_label(i)}.k") for p in previous for i in induction if p[0] < i[0]]
     return edge_mask(graph, pairs)
 
 
@@ -142,9 +138,9 @@ def class_pairs(graph: EdgeGraph, classes: Mapping[str, Sequence[Head]]) -> list
     (the sender computed before the receiver reads)."""
     pairs: list[tuple[str, str]] = []
     for sender, receiver, inputs in IOI_CONNECTIONS:
-        ups = ["embed"] if sender == "input" else [label(h) for h in classes.get(sender, [])]
+        ups = ["embed"] if sender == "input" else [head_label(h) for h in classes.get(sender, [])]
         downs = ["logits"] if receiver == "output" else [
-            f"{label(h)}.{x}" for h in classes.get(receiver, []) for x in inputs
+            f"{head_label(h)}.{x}" for h in classes.get(receiver, []) for x in inputs
         ]  # fmt: skip
         for u in ups:
             pairs += [(u, d) for d in downs if graph.allowed[graph.upstream.index(u), graph.downstream.index(d)]]
@@ -156,7 +152,7 @@ def class_reference(graph: EdgeGraph, classes: Mapping[str, Sequence[Head]]) -> 
     the residual stream's plumbing: every edge between the embeddings, MLPs and the logits, from the embeddings or an
     MLP into a circuit head, and from a circuit head into an MLP or the logits."""
     mask = edge_mask(graph, class_pairs(graph, classes))
-    heads = {label(h) for members in classes.values() for h in members}
+    heads = {head_label(h) for members in classes.values() for h in members}
     plumbing = {n for n in graph.upstream if n == "embed" or n.startswith("mlp")}
     for u, up in enumerate(graph.upstream):
         for d, down in enumerate(graph.downstream):

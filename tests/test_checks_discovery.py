@@ -7,6 +7,7 @@ from interp_utils import discovery, edges, hooks
 from interp_utils import reference_circuits as rc
 from interp_utils.checks import circuit_discovery as checks
 from interp_utils.edges import EdgeGraph
+from interp_utils.heads import head_label
 
 
 def test_count_edges_and_patched_input():
@@ -163,9 +164,9 @@ def test_reference_edge_checks():
     def no_order(graph, classes, connections):
         pairs = set()
         for sender, receiver, inputs in connections:
-            ups = ["embed"] if sender == "input" else [rc.label(h) for h in classes.get(sender, [])]
+            ups = ["embed"] if sender == "input" else [head_label(h) for h in classes.get(sender, [])]
             downs = ["logits"] if receiver == "output" else [
-                f"{rc.label(h)}.{x}" for h in classes.get(receiver, []) for x in inputs
+                f"{head_label(h)}.{x}" for h in classes.get(receiver, []) for x in inputs
             ]  # fmt: skip
             pairs |= {(u, d) for u in ups for d in downs}
         return pairs
@@ -174,10 +175,10 @@ def test_reference_edge_checks():
         checks.check_class_edges(no_order)
 
     def induction_edges(previous, induction, query=False, values=True):
-        pairs = {("embed", f"{rc.label(p)}.v") for p in previous if values}
-        pairs |= {(rc.label(i), "logits") for i in induction} | {("embed", f"{rc.label(i)}.{x}") for i in induction
+        pairs = {("embed", f"{head_label(p)}.v") for p in previous if values}
+        pairs |= {(head_label(i), "logits") for i in induction} | {("embed", f"{head_label(i)}.{x}") for i in induction
                                                                    for x in "qv"}  # fmt: skip
-        pairs |= {(rc.label(p), f"{rc.label(i)}.{'q' if query else 'k'}") for p in previous for i in induction}
+        pairs |= {(head_label(p), f"{head_label(i)}.{'q' if query else 'k'}") for p in previous for i in induction}
         return pairs
 
     checks.check_induction_edges(induction_edges)

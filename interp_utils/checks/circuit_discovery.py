@@ -14,6 +14,7 @@ from interp_utils import discovery, edges
 from interp_utils import reference_circuits as rc
 from interp_utils.checks import answered, close
 from interp_utils.edges import EdgeGraph
+from interp_utils.heads import head_label
 
 
 def _graph(n_layers: int, n_heads: int, has_mlp: bool) -> EdgeGraph:
@@ -136,7 +137,7 @@ def check_patch_one_edge(fn: Callable[..., float]) -> None:
     cases = [("embed", (1, 0, "v")), ((1, 0), "logits"), ((0, 0), (1, 0, "k")), ((0, 1), (1, 1, "q")),
              ("embed", (0, 0, "v")), ((0, 0), "logits")]  # fmt: skip
     for sender, receiver in cases:
-        up = "embed" if sender == "embed" else rc.label(sender)  # type: ignore[arg-type]
+        up = "embed" if sender == "embed" else head_label(sender)  # type: ignore[arg-type]
         down = "logits" if receiver == "logits" else f"{receiver[0]}.{receiver[1]}.{receiver[2]}"
         u, d = graph.upstream.index(up), graph.downstream.index(down)
         everywhere = graph.allowed.clone() & False
