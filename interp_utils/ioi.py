@@ -160,6 +160,14 @@ def default_names(model: HookedTransformer) -> list[str]:
     return single_token_names(model, corpus.HELD_OUT_NAMES if is_bundled(model) else NAMES)
 
 
+def default_nouns(model: HookedTransformer) -> list[str]:
+    """Nouns for people and animals that ``model`` writes as one token (the bundled corpus's IOI stories put them in
+    the two roles a third of the time): the cast of the noun-role stories."""
+    from interp_utils import corpus
+
+    return single_token_names(model, corpus.NOUNS)
+
+
 def default_templates(model: HookedTransformer) -> list[int]:
     """The templates a notebook uses for ``model``: the bundled model's training templates, or all of the paper's."""
     from interp_utils import corpus

@@ -67,7 +67,7 @@ def mass_mean_probe(x: Float[Tensor, "n d"], y: Bool[Tensor, " n"]) -> Probe:
 def logistic_probe(x: Float[Tensor, "n d"], y: Bool[Tensor, " n"], l2: float = 1e-3, steps: int = 100) -> Probe:
     """Logistic regression (full batch, L-BFGS) with an L2 penalty ``l2 · |w|²`` on the weights."""
     _check(x, y)
-    x, target = x.detach().float(), y.float().to(x.device)
+    x, target = x.detach().float().clone(), y.float().to(x.device)  # a clone: x may come from inference mode
     w = torch.zeros(x.shape[1], device=x.device, requires_grad=True)
     b = torch.zeros((), device=x.device, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
@@ -99,6 +99,23 @@ def control_labels(token_ids: Int[Tensor, " n"], seed: int = 0) -> Bool[Tensor, 
     types, inverse = torch.unique(token_ids.cpu(), return_inverse=True)
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(len(types), generator=g) < 0.5)[inverse]
+
+
+def flip_labels(y: Bool[Tensor, " n"], fraction: float, seed: int = 0) -> Bool[Tensor, " n"]:
+    """Label noise: exactly ``round(fraction · n)`` labels, chosen at random, flipped."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be between 0 and 1, got {fraction}.")
+    g = torch.Generator().manual_seed(seed)
+    flip = torch.randperm(len(y), generator=g)[: round(fraction * len(y))]
+    out = y.clone().bool()
+    out[flip.to(out.device)] ^= True
+    return out
+
+
+def cosines(directions: Float[Tensor, "n d"]) -> Float[Tensor, "n n"]:
+    """The cosine similarity of every pair of directions (e.g. one probe per layer)."""
+    unit = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return unit @ unit.T
 
 
 def selectivity(task_accuracy: float, control_accuracy: float) -> float:

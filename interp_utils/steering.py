@@ -16,11 +16,19 @@ from interp_utils.sae import SAE
 
 
 def add_hooks(
-    layer: int, vector: Float[Tensor, "... d_model"], alpha: float = 1.0, positions: Sequence[int] | None = None
+    layer: int,
+    vector: Float[Tensor, "... d_model"],
+    alpha: float = 1.0,
+    positions: Sequence[int] | None = None,
+    at: Int[Tensor, " batch"] | None = None,
 ) -> list[Hook]:
-    """A hook that adds ``alpha · vector`` to the residual stream entering ``layer`` (resid_pre), at ``positions``
-    (every position when None). ``vector`` is ``[d_model]``, or ``[pos, d_model]`` added from position 0 on (an
-    ActAdd vector)."""
+    """A hook that adds ``alpha · vector`` to the residual stream entering ``layer`` (resid_pre): at ``positions``
+    (the same for every row), at ``at`` (one position per row), or, when both are None, at every position after
+    BOS. ``vector`` is ``[d_model]``, or ``[pos, d_model]`` added from position 0 on (an ActAdd vector)."""
+    if vector.ndim not in (1, 2):
+        raise ValueError(f"vector must be [d_model] or [pos, d_model], got shape {tuple(vector.shape)}.")
+    if positions is not None and at is not None:
+        raise ValueError("Give positions (the same for every row) or at (one per row), not both.")
 
     def hook(act: Tensor, hook) -> Tensor:
         act = act.clone()
@@ -28,15 +36,35 @@ def add_hooks(
         if v.ndim == 2:
             n = min(len(v), act.shape[1])
             act[:, :n] += v[:n]
+        elif at is not None:
+            if len(at) != len(act):
+                raise ValueError(f"at has {len(at)} positions for a batch of {len(act)} rows.")
+            act[torch.arange(len(act), device=act.device), at.to(act.device)] += v
         elif positions is None:
-            act += v
+            act[:, 1:] += v
         else:
             act[:, list(positions)] += v
         return act
 
-    if vector.ndim not in (1, 2):
-        raise ValueError(f"vector must be [d_model] or [pos, d_model], got shape {tuple(vector.shape)}.")
     return [(hooks.name("resid_pre", layer), hook)]
+
+
+def logit_gap(
+    logits: Float[Tensor, "batch pos vocab"], at: Int[Tensor, " batch"], plus: Tensor, minus: Tensor
+) -> Float[Tensor, " batch"]:
+    """How much the model prefers one class of next token to another at each row's position ``at``: the logsumexp
+    of the ``plus`` tokens' logits minus that of the ``minus`` tokens' (e.g. names against nouns)."""
+    final = logits[torch.arange(len(logits), device=logits.device), at.to(logits.device)]
+    return final[:, plus.to(final.device)].logsumexp(-1) - final[:, minus.to(final.device)].logsumexp(-1)
+
+
+def slope(alphas: Sequence[float], values: Sequence[float]) -> float:
+    """The least-squares slope of ``values`` against ``alphas``: effect per unit of α."""
+    a, v = torch.tensor(alphas, dtype=torch.float64), torch.tensor(values, dtype=torch.float64)
+    if len(a) != len(v) or len(a) < 2:
+        raise ValueError(f"Need at least two (alpha, value) pairs of equal length, got {len(a)} and {len(v)}.")
+    a = a - a.mean()
+    return float((a * (v - v.mean())).sum() / (a * a).sum())
 
 
 @torch.inference_mode()

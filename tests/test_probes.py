@@ -110,3 +110,52 @@ def test_ioi_statements_and_residuals_at_the_completing_name(bundled_model):
     assert torch.allclose(acts[3, 2], cache[hooks.name("resid_post", 2)][0, at[3]], atol=1e-5)
     with pytest.raises(ValueError, match="one position per row"):
         probes.residuals_at(bundled_model, tokens, at[:3])
+
+
+def test_label_noise_cosines_slope_and_logit_gap():
+    y = torch.arange(10) % 2 == 0
+    noisy = probes.flip_labels(y, 0.3, seed=1)
+    assert int((noisy != y).sum()) == 3 and torch.equal(probes.flip_labels(y, 0.0), y)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        probes.flip_labels(y, 1.5)
+    c = probes.cosines(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+    assert torch.allclose(c, torch.tensor([[1.0, 2**-0.5], [2**-0.5, 1.0]]))
+    assert steering.slope([0.0, 1.0, 2.0], [1.0, 3.0, 5.0]) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="at least two"):
+        steering.slope([1.0], [2.0])
+    logits = torch.zeros(1, 2, 3)
+    logits[0, 0] = torch.tensor([0.0, 0.0, 0.0])
+    gap = steering.logit_gap(logits, torch.tensor([0]), torch.tensor([0, 1]), torch.tensor([2]))
+    assert gap.item() == pytest.approx(float(torch.log(torch.tensor(2.0))))
+
+
+def test_steering_one_position_per_row_and_after_bos(bundled_model):
+    tokens = bundled_model.to_tokens(["When Mary and John went to the store", "When Mary and John went to the park"])
+    name = hooks.name("resid_pre", 1)
+    _, clean = bundled_model.run_with_cache(tokens, names_filter=name)
+    seen = {}
+    store = [(name, lambda act, hook: seen.update(x=act.clone()))]
+    v = torch.ones(bundled_model.cfg.d_model)
+    at = torch.tensor([2, 5])
+    bundled_model.run_with_hooks(tokens, fwd_hooks=steering.add_hooks(1, v, 2.0, at=at) + store)
+    delta = (seen["x"] - clean[name]).abs().sum(-1)
+    assert delta[0, 2] > 0 and delta[1, 5] > 0 and delta.count_nonzero() == 2
+    bundled_model.run_with_hooks(tokens, fwd_hooks=steering.add_hooks(1, v, 2.0) + store)
+    assert (seen["x"] - clean[name])[:, 0].abs().max() == 0  # BOS is left alone
+    with pytest.raises(ValueError, match="not both"):
+        steering.add_hooks(1, v, positions=[1], at=at)
+
+
+def test_capital_statements():
+    from interp_utils import facts, standin
+
+    pairs = facts.capitals()
+    assert len(pairs) >= 50 and len({c for c, _ in pairs}) == len(pairs)
+    model = standin.gpt2_standin()  # GPT-2's real tokenizer, random weights
+    tokens, labels, at = facts.capital_statements(model, pairs[:5], seed=0)
+    assert tokens.shape[0] == 10 and labels.tolist() == [True] * 5 + [False] * 5
+    assert model.to_string(tokens[0, 1 : at[0] + 1]) == "The capital of France is Paris"
+    false = model.to_string(tokens[5, 1 : at[5] + 1])
+    assert false.startswith("The capital of France is ") and not false.endswith("Paris")
+    with pytest.raises(ValueError, match="at least two"):
+        facts.capital_statements(model, pairs[:1])
