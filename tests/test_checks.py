@@ -7,7 +7,14 @@ import torch
 from transformer_lens import HookedTransformerConfig
 
 from interp_utils import graph, heads, sae, sae_metrics, superposition
-from interp_utils.checks import NotAnswered, circuit_discovery, circuit_tracing, induction_heads, sparse_autoencoders
+from interp_utils.checks import (
+    NotAnswered,
+    circuit_discovery,
+    circuit_tracing,
+    induction_heads,
+    probes_steering,
+    sparse_autoencoders,
+)
 from interp_utils.checks import ioi as ioi_checks
 from interp_utils.checks import superposition as toy_checks
 
@@ -213,7 +220,15 @@ def test_notebook_05_checks():
 
 
 def _every_check():
-    for module in (toy_checks, induction_heads, ioi_checks, sparse_autoencoders, circuit_tracing, circuit_discovery):
+    for module in (
+        toy_checks,
+        induction_heads,
+        ioi_checks,
+        sparse_autoencoders,
+        circuit_tracing,
+        circuit_discovery,
+        probes_steering,
+    ):
         for name in dir(module):
             if name.startswith("check_"):
                 yield getattr(module, name)

@@ -1,0 +1,204 @@
+"""Notebook 07's checks pass the reference answers and reject plausible wrong ones with the message meant for them."""
+
+import pytest
+import torch
+
+from interp_utils import hooks, probes, steering
+from interp_utils.checks import probes_steering as checks
+
+
+def mass_mean(x, y, sign=1.0, unit=False, no_bias=False):
+    probe = probes.mass_mean_probe(x, y)
+    d = sign * probe.direction
+    bias = 0.0 if no_bias else sign * probe.bias
+    return (d / d.norm() if unit else d), bias
+
+
+def test_mass_mean_and_accuracy():
+    checks.check_mass_mean(mass_mean)
+    with pytest.raises(AssertionError, match="from the True class to the False"):
+        checks.check_mass_mean(lambda x, y: mass_mean(x, y, sign=-1.0))
+    with pytest.raises(AssertionError, match="normalised"):
+        checks.check_mass_mean(lambda x, y: mass_mean(x, y, unit=True))
+    with pytest.raises(AssertionError, match="halfway between the means"):
+        checks.check_mass_mean(lambda x, y: mass_mean(x, y, no_bias=True))
+
+    def accuracy(d, b, x, y):
+        return float((((x @ d + b) > 0) == y).float().mean())
+
+    checks.check_probe_accuracy(accuracy)
+    with pytest.raises(AssertionError, match="fraction"):
+        checks.check_probe_accuracy(lambda d, b, x, y: float((((x @ d + b) > 0) == y).sum()))
+    with pytest.raises(AssertionError, match="bias is subtracted"):
+        checks.check_probe_accuracy(lambda d, b, x, y: accuracy(d, -b, x, y))
+
+
+def test_train_logistic():
+    def fit(x, y, l2=1e-3, steps=100):
+        p = probes.logistic_probe(x, y, l2=l2, steps=steps)
+        return p.direction, p.bias
+
+    checks.check_train_logistic(fit)
+    with pytest.raises(AssertionError, match="labels are reversed"):
+        checks.check_train_logistic(lambda x, y, l2, steps: fit(x, ~y, l2, steps))
+    with pytest.raises(AssertionError, match="L2 penalty"):
+        checks.check_train_logistic(lambda x, y, l2, steps: fit(x, y, 1e-4, steps))
+
+    def no_bias(x, y, l2, steps):
+        w = torch.zeros(x.shape[1], requires_grad=True)
+        opt = torch.optim.LBFGS([w], max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w, y.float()) + l2 * w.pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return w.detach(), 0.0
+
+    with pytest.raises(AssertionError, match="bias stayed 0"):
+        checks.check_train_logistic(no_bias)
+
+
+def test_accuracy_by_layer_and_control_task():
+    def by_layer(fit, xtr, ytr, xte, yte, on_train=False, layer0=False):
+        out = []
+        for i in range(xtr.shape[1]):
+            probe = fit(xtr[:, 0 if layer0 else i], ytr)
+            out.append(probe.accuracy(xtr[:, i], ytr) if on_train else probe.accuracy(xte[:, i], yte))
+        return out
+
+    checks.check_accuracy_by_layer(by_layer)
+    with pytest.raises(AssertionError, match="on the training set"):
+        checks.check_accuracy_by_layer(lambda *a: by_layer(*a, on_train=True))
+    with pytest.raises(AssertionError, match=r"x_train\[:, layer\]"):
+        checks.check_accuracy_by_layer(lambda *a: by_layer(*a, layer0=True))
+
+    checks.check_control_task(probes.control_labels)
+    with pytest.raises(AssertionError, match="token \\*type\\*"):  # a label per occurrence
+        checks.check_control_task(
+            lambda t, seed: torch.rand(len(t), generator=torch.Generator().manual_seed(seed)) < 0.5
+        )
+    with pytest.raises(AssertionError, match="Seeds 0 and 1"):  # token parity: a fixed labelling
+        checks.check_control_task(lambda t, seed: t % 2 == 0)
+
+
+def test_cosines_top_latents_and_noise():
+    checks.check_cosine_matrix(probes.cosines)
+    with pytest.raises(AssertionError, match="dot products"):
+        checks.check_cosine_matrix(lambda d: d @ d.T)
+    with pytest.raises(AssertionError, match="each row"):
+        checks.check_cosine_matrix(lambda d: (d / d.norm(dim=0, keepdim=True)) @ (d / d.norm(dim=0, keepdim=True)).T)
+
+    checks.check_top_k_latents(probes.top_latents)
+    with pytest.raises(AssertionError, match="not by how much they fire"):
+        checks.check_top_k_latents(lambda a, y, k: a[y].mean(0).topk(k).indices)
+    with pytest.raises(AssertionError, match="size of the"):
+        checks.check_top_k_latents(lambda a, y, k: (a[y].mean(0) - a[~y].mean(0)).topk(k).indices)
+
+    checks.check_noisy_labels(probes.flip_labels)
+
+    def in_place(y, fraction, seed):
+        flip = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[: round(fraction * len(y))]
+        y[flip] ^= True
+        return y
+
+    with pytest.raises(AssertionError, match="changed y itself"):
+        checks.check_noisy_labels(in_place)
+
+    def redraw(y, fraction, seed):
+        g = torch.Generator().manual_seed(seed)
+        out = y.clone()
+        chosen = torch.randperm(len(y), generator=g)[: round(fraction * len(y))]
+        out[chosen] = torch.rand(len(chosen), generator=g) < 0.5
+        return out
+
+    with pytest.raises(AssertionError, match="exactly 40"):
+        checks.check_noisy_labels(redraw)
+
+
+def test_logit_gap_steer_hook_and_slope():
+    checks.check_logit_gap(steering.logit_gap)
+    with pytest.raises(AssertionError, match="own position"):
+        checks.check_logit_gap(lambda lg, at, p, m: steering.logit_gap(lg, torch.full_like(at, -1), p, m))
+
+    def mean_gap(logits, at, plus, minus):
+        final = logits[torch.arange(len(logits)), at]
+        return final[:, plus].mean(-1) - final[:, minus].mean(-1)
+
+    with pytest.raises(AssertionError, match="logsumexp"):
+        checks.check_logit_gap(mean_gap)
+
+    def steer(vector, alpha, bos=False, once=False):
+        def hook(act, hook):
+            act[:, (0 if bos else 1) :] += (1.0 if once else alpha) * vector
+            return act
+
+        return hook
+
+    checks.check_steer_hook(steer)
+    with pytest.raises(AssertionError, match="BOS"):
+        checks.check_steer_hook(lambda v, a: steer(v, a, bos=True))
+    with pytest.raises(AssertionError, match="once"):
+        checks.check_steer_hook(lambda v, a: steer(v, a, once=True))
+
+    checks.check_slope(steering.slope)
+    with pytest.raises(AssertionError, match="two end points"):
+        checks.check_slope(lambda a, v: (v[-1] - v[0]) / (a[-1] - a[0]))
+
+    def uncentred(a, v):
+        a, v = torch.tensor(a), torch.tensor(v)
+        return float((a * v).sum() / (a * a).sum())
+
+    with pytest.raises(AssertionError, match="centre"):
+        checks.check_slope(uncentred)
+
+
+def test_next_token_loss_actadd_and_pin():
+    def loss(logits, tokens):
+        return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
+
+    checks.check_next_token_loss(loss)
+    with pytest.raises(AssertionError, match="predict the token at p"):
+        checks.check_next_token_loss(
+            lambda lg, t: torch.nn.functional.cross_entropy(lg[:, 1:].flatten(0, 1), t[:, 1:].flatten())
+        )
+    with pytest.raises(AssertionError, match="sum"):
+        checks.check_next_token_loss(
+            lambda lg, t: torch.nn.functional.cross_entropy(
+                lg[:, :-1].flatten(0, 1), t[:, 1:].flatten(), reduction="sum"
+            )
+        )
+
+    def actadd(model, plus, minus, layer, kind="resid_pre", sign=1.0):
+        name = hooks.name(kind, layer)
+        with torch.inference_mode():
+            _, a = model.run_with_cache(plus, names_filter=name)
+            _, b = model.run_with_cache(minus, names_filter=name)
+        return sign * (a[name] - b[name])[0]
+
+    checks.check_actadd_vector(actadd)
+    with pytest.raises(AssertionError, match="leaving the layer"):
+        checks.check_actadd_vector(lambda m, p, n, layer: actadd(m, p, n, layer, kind="resid_post"))
+    with pytest.raises(AssertionError, match="sign is reversed"):
+        checks.check_actadd_vector(lambda m, p, n, layer: actadd(m, p, n, layer, sign=-1.0))
+
+    def pin(sae, latents, value, keep_error=True, bos=False):
+        def hook(act, hook):
+            start = 0 if bos else 1
+            x = act[:, start:]
+            f = sae.encode(x)
+            pinned = f.clone()
+            pinned[..., latents] = value
+            act = act.clone()
+            act[:, start:] = x + sae.decode(pinned) - sae.decode(f) if keep_error else sae.decode(pinned)
+            return act
+
+        return hook
+
+    checks.check_pin_hook(pin)
+    with pytest.raises(AssertionError, match="error term"):
+        checks.check_pin_hook(lambda s, lat, v: pin(s, lat, v, keep_error=False))
+    with pytest.raises(AssertionError, match="BOS"):
+        checks.check_pin_hook(lambda s, lat, v: pin(s, lat, v, bos=True))
