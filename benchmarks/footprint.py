@@ -18,6 +18,7 @@ From those, for a free Colab T4 and for Binder:
     python benchmarks/footprint.py                           # every notebook; writes data/footprint.json (~30 min)
     python benchmarks/footprint.py --only 03 --levels 0.2 0.4 --out /tmp/f.json
     python benchmarks/footprint.py --recompute                # the needs again, from the measurements on file
+    python benchmarks/footprint.py --recompute --flops        # ... with this machine's matrix throughput measured again
 """
 
 from __future__ import annotations
@@ -84,6 +85,17 @@ PLANS = {
         {"INTERP_N_PROMPTS": 48, "INTERP_N_EXACT": 4800, "INTERP_INDUCTION_STEPS": 3000},
         (1 / 24, 1 / 8),
         held={"INTERP_TAUS": "1000", "INTERP_N_ACDC": "2"},
+    ),
+    # 07: probes on N_TRAIN prompts' residuals at every layer, an SAE on SAE_TOKENS, steering curves on N_STEER prompts
+    "07_probes_steering": Plan(
+        {
+            "INTERP_N_TRAIN": 1000,
+            "INTERP_N_TEST": 400,
+            "INTERP_N_STEER": 128,
+            "INTERP_SAE_TOKENS": 3_000_000,
+            "INTERP_N_TEXT": 128,
+        },
+        (1 / 8, 1 / 4),
     ),
 }
 PEAK = (  # the last cell of each run: the kernel's own peak resident memory
@@ -161,14 +173,17 @@ def load_peak() -> tuple[float, int]:
         return float(seconds), int(peak)
 
 
-def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
-    """This machine's fp32 matrix-product throughput (FLOP/s), as torch uses it."""
+def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
+    """This machine's fp32 matrix-product throughput (FLOP/s), as torch uses it: the fastest of ``repeats`` products,
+    since a busy moment can slow a product down but never speed one up."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    start = time.perf_counter()
+    best = float("inf")
     for _ in range(repeats):
+        start = time.perf_counter()
         a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
 
 
 def fit(xs: tuple[float, float], ys: tuple[float, float]) -> tuple[float, float]:
@@ -185,9 +200,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--recompute", action="store_true", help="run nothing: work the needs out again from --out")
+    parser.add_argument("--flops", action="store_true", help="with --recompute: measure the matrix throughput again")
     args = parser.parse_args(argv)
     if args.recompute:
         result = json.loads(args.out.read_text())
+        if args.flops:
+            result["cpu_gflops"] = round(matmul_flops() / 1e9, 1)
         result["notebooks"] = needs(result)
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(f"recomputed {args.out}")
