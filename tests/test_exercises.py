@@ -69,6 +69,7 @@ def test_committed_learner_copies_are_what_the_lessons_derive_to(path):
 PROBLEM_SETS = [
     "01_superposition", "02_induction_heads", "03_ioi", "04_sparse_autoencoders", "05_circuit_tracing",
     "06_circuit_discovery",
+    "07_probes_steering",
 ]  # fmt: skip
 
 

@@ -38,6 +38,14 @@ SMOKE = {
         "INTERP_N_EXACT": "40",
         "INTERP_INDUCTION_STEPS": "20",
     },
+    "07_probes_steering": {
+        "INTERP_N_TRAIN": "16",
+        "INTERP_N_TEST": "8",
+        "INTERP_N_STEER": "4",
+        "INTERP_SAE_TOKENS": "4096",
+        "INTERP_SAE_EXPANSION": "2",
+        "INTERP_N_TEXT": "2",
+    },
     "template_experiment": {"INTERP_N_PROMPTS": "8", "INTERP_SAE_TOKENS": "8192"},
 }
 
