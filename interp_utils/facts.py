@@ -13,6 +13,8 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from interp_utils import ioi
+
 CAPITALS = Path(__file__).resolve().parent.parent / "data" / "capitals.csv"
 
 
@@ -37,10 +39,6 @@ def capital_statements(
         j = rng.choice([k for k in range(len(pairs)) if k != i])
         false.append(f"The capital of {country} is {pairs[j][1]}")
     rows = [model.to_tokens(text)[0] for text in true + false]
-    width = max(len(r) for r in rows)
-    pad = (
-        model.tokenizer.pad_token_id if model.tokenizer is not None and model.tokenizer.pad_token_id is not None else 0
-    )
-    tokens = torch.stack([torch.cat([r, r.new_full((width - len(r),), pad)]) for r in rows])
+    tokens = ioi.right_pad(rows, ioi.pad_id(model))
     labels = torch.cat([torch.ones(len(pairs), dtype=torch.bool), torch.zeros(len(pairs), dtype=torch.bool)])
     return tokens, labels, torch.tensor([len(r) - 1 for r in rows])

@@ -232,13 +232,10 @@ def ioi_batch(
             raise ValueError(f"Expected S twice and IO once in {p.text!r}; found S at {s_at}, IO at {io_at}.")
         for key, value in zip(POSITIONS, (io_at[0], s_at[0], s_at[0] + 1, s_at[1], len(row) - 1), strict=True):
             positions[key].append(value)
-    width = max(len(r) for r in clean_rows)
-    pad = (
-        model.tokenizer.pad_token_id if model.tokenizer is not None and model.tokenizer.pad_token_id is not None else 0
-    )
+    pad = pad_id(model)
 
     def stack(rows: list[Tensor]) -> Tensor:
-        return torch.stack([torch.cat([r, r.new_full((width - len(r),), pad)]) for r in rows]).to(model.cfg.device)
+        return right_pad(rows, pad).to(model.cfg.device)
 
     return IOIBatch(
         prompts=list(prompts),
@@ -248,6 +245,18 @@ def ioi_batch(
         s=torch.tensor(s_ids, device=model.cfg.device),
         positions={k: torch.tensor(v, device=model.cfg.device) for k, v in positions.items()},
     )
+
+
+def pad_id(model: HookedTransformer) -> int:
+    """The token that right-pads a batch for ``model``: its tokenizer's padding token, else 0."""
+    tokenizer = model.tokenizer
+    return tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
+
+
+def right_pad(rows: list[Tensor], pad: int) -> Int[Tensor, "row pos"]:
+    """Token rows of different lengths stacked into one tensor, each right-padded with ``pad``."""
+    width = max(len(r) for r in rows)
+    return torch.stack([torch.cat([r, r.new_full((width - len(r),), pad)]) for r in rows])
 
 
 def statements(

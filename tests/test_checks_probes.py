@@ -202,3 +202,14 @@ def test_next_token_loss_actadd_and_pin():
         checks.check_pin_hook(lambda s, lat, v: pin(s, lat, v, keep_error=False))
     with pytest.raises(AssertionError, match="BOS"):
         checks.check_pin_hook(lambda s, lat, v: pin(s, lat, v, bos=True))
+
+
+def test_steer_hook_that_returns_nothing_is_told_to_return_the_activation():
+    def returns_none(vector, alpha):
+        def hook(act, hook):
+            act[:, 1:] += alpha * vector
+
+        return hook
+
+    with pytest.raises(AssertionError, match="must return the activation"):
+        checks.check_steer_hook(returns_none)

@@ -236,9 +236,8 @@ def check_steer_hook(fn: Callable[[Tensor, float], Callable]) -> None:
     act = torch.zeros(2, 4, 3)
     hook = fn(v, 2.0)
     out = hook(act.clone(), None)
-    out = act if out is None else out
-    if out.shape != act.shape:
-        raise AssertionError(f"The hook must return the activation, shape {tuple(act.shape)}, got {tuple(out.shape)}.")
+    if not isinstance(out, Tensor) or out.shape != act.shape:
+        raise AssertionError(f"The hook must return the activation, shape {tuple(act.shape)}, got {out!r}.")
     if out[:, 0].abs().max() > 0:
         raise AssertionError(
             "BOS (position 0) was changed: steer every position after it. BOS is the attention sink and has a norm "
