@@ -1,4 +1,4 @@
-"""Benchmark: attribution-graph time of interp_utils.attribution.attribute against circuit-tracer's attribute.
+"""Benchmark: attribution-graph time of interp_utils.tracing.attribution.attribute against circuit-tracer's attribute.
 
 Both build the full (unpruned) graph of the same prompts on the bundled model with the same transcoders, per-layer
 and cross-layer (trained briefly here, so that feature counts are realistic), on this machine. Prints seconds per
@@ -15,12 +15,12 @@ import argparse
 import random
 
 import torch
-from circuit_tracer.attribution.attribute import attribute as ct_attribute
 
 from interp_utils import attribution, ioi, load_bundled, transcoders
-from interp_utils.clt import CLTConfig, train_clt
-from interp_utils.runtime import benchmark_device, timed
-from interp_utils.sae import SAEConfig
+from interp_utils.core.runtime import benchmark_device, timed
+from interp_utils.dictionaries.clt import CLTConfig, train_clt
+from interp_utils.dictionaries.sae import SAEConfig
+from interp_utils.tracing import circuit_tracer_interop as interop
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     header = f"{'kind':>9} {'tokens':>6} {'features':>8} {'ours (s)':>9} {'circuit-tracer (s)':>18} {'speed-up':>8}"
     print(header + f" {'max |Δ edge|':>12}")
     for kind, tcs in trained.items():
-        ct_model = transcoders.to_circuit_tracer(model, tcs)
+        ct_model = interop.to_circuit_tracer(model, tcs)
         rng = random.Random(0)
         for length in args.lengths:
             tokens = model.to_tokens("".join(" " + rng.choice(names) for _ in range(length - 1)))[0]
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                 "ours": lambda t=tokens, tcs=tcs: attribution.attribute(
                     model, tcs, t, batch_size=args.batch_size, progress=False
                 ),
-                "theirs": lambda t=tokens, m=ct_model: ct_attribute(t, m, batch_size=args.batch_size),
+                "theirs": lambda t=tokens, m=ct_model: interop.attribute(m, t, batch_size=args.batch_size),
             }
             results, seconds = {}, {}
             for name, fn in runs.items():
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                     results[name], seconds_taken = timed(fn, args.device)
                     times.append(seconds_taken)
                 seconds[name] = min(times)
-            diff = (results["theirs"].adjacency_matrix.cpu() - results["ours"].adjacency).abs().max().item()
+            diff = interop.compare(results["ours"], results["theirs"]).edge_diff
             print(
                 f"{kind:>9} {length:>6} {results['ours'].n_features:>8} {seconds['ours']:>9.2f} "
                 f"{seconds['theirs']:>18.2f} {seconds['theirs'] / seconds['ours']:>7.2f}x {diff:>12.1e}"

@@ -18,11 +18,11 @@ import time
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from interp_utils import corpus, discovery, edges, ioi, load_bundled
+from interp_utils import corpus, discovery, edge_attribution, edge_graph, ioi, ioi_circuit, load_bundled
 from interp_utils import reference_circuits as rc
-from interp_utils.edges import EdgeGraph
-from interp_utils.ioi import ioi_batch, make_ioi_prompts, single_token_names
-from interp_utils.runtime import benchmark_device, timed
+from interp_utils.circuits.edge_graph import EdgeGraph
+from interp_utils.core.runtime import benchmark_device, timed
+from interp_utils.data.ioi import ioi_batch, make_ioi_prompts, single_token_names
 
 
 def run(model: HookedTransformer, batch: ioi.IOIBatch, args, truth: torch.Tensor | None) -> list[tuple]:
@@ -33,13 +33,13 @@ def run(model: HookedTransformer, batch: ioi.IOIBatch, args, truth: torch.Tensor
         return ioi.logit_diff(logits, batch).mean()
 
     full = truth is not None
-    recorded = edges.record_outputs(model, graph, corrupt)
+    recorded = edge_graph.record_outputs(model, graph, corrupt)
     with torch.inference_mode():
         clean_logits = model(tokens)
         clean = float(metric(clean_logits))
     sample = torch.arange(graph.n_edges) if full else torch.randperm(graph.n_edges)[: args.sample]
     exact, t_exact = timed(
-        lambda: edges.edge_patching(model, graph, tokens, corrupt, metric, sample, progress=False), args.device
+        lambda: edge_graph.edge_patching(model, graph, tokens, corrupt, metric, sample, progress=False), args.device
     )
     t_exact *= graph.n_edges / len(sample)
     check = torch.arange(min(args.check_edges, len(sample)))
@@ -48,13 +48,13 @@ def run(model: HookedTransformer, batch: ioi.IOIBatch, args, truth: torch.Tensor
     def one_pass(up: int, down: int) -> float:  # the edge alone, in a pass of its own
         mask = torch.zeros(1, *graph.allowed.shape, dtype=torch.bool)
         mask[0, up, down] = True
-        return float(edges.masked_metrics(model, graph, tokens, recorded, mask, metric)[0]) - clean
+        return float(edge_graph.masked_metrics(model, graph, tokens, recorded, mask, metric)[0]) - clean
 
     one_by_one = torch.tensor([one_pass(up, down) for up, down in pairs.tolist()])
     gap = (one_by_one - exact[check]).abs().max().item()
-    eap, t_eap = timed(lambda: edges.eap(model, graph, tokens, corrupt, metric).cpu(), args.device)
+    eap, t_eap = timed(lambda: edge_attribution.eap(model, graph, tokens, corrupt, metric).cpu(), args.device)
     ig, t_ig = timed(
-        lambda: edges.eap_ig(model, graph, tokens, corrupt, metric, steps=args.ig_steps).cpu(), args.device
+        lambda: edge_attribution.eap_ig(model, graph, tokens, corrupt, metric, steps=args.ig_steps).cpu(), args.device
     )
     where = torch.zeros(tokens.shape, dtype=torch.bool, device=args.device)
     where[torch.arange(len(batch)), batch.positions["end"]] = True
@@ -69,7 +69,7 @@ def run(model: HookedTransformer, batch: ioi.IOIBatch, args, truth: torch.Tensor
             visits[0] += 1
             if visits[0] > args.acdc_visits:
                 raise StopIteration
-            return float(edges.masked_metrics(model, graph, tokens, recorded, patched[None], kl)[0])
+            return float(edge_graph.masked_metrics(model, graph, tokens, recorded, patched[None], kl)[0])
 
         start = time.perf_counter()
         try:
@@ -114,10 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     for which in args.models:
         if which == "bundled":
             model, label = bundled, "bundled model"
-            with torch.inference_mode():
-                _, clean_cache = model.run_with_cache(batch.tokens.to(args.device))
-                _, corrupt_cache = model.run_with_cache(batch.corrupted.to(args.device))
-            classes = rc.ioi_head_classes(model, batch, clean_cache, corrupt_cache)
+            classes = ioi_circuit.head_classes(ioi_circuit.run_ioi(model, batch))
             graph = EdgeGraph.of(model)
             truth: torch.Tensor | None = graph.as_edges(rc.class_reference(graph, classes)).cpu()
         else:

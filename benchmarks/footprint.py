@@ -39,7 +39,7 @@ import nbformat
 import torch
 from nbclient import NotebookClient
 
-from interp_utils.footprint import share_that_fits
+from interp_utils.core.footprint import share_that_fits
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"

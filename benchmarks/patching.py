@@ -1,4 +1,4 @@
-"""Benchmark: interp_utils.patching.patch_sweep against TransformerLens's patching module.
+"""Benchmark: interp_utils.circuits.patching.patch_sweep against TransformerLens's patching module.
 
 Both patch clean activations into a corrupted IOI run, for the residual stream at every (layer, position)
 and for every head's output at all positions, on the same model, prompts and machine. Prints seconds
@@ -17,8 +17,8 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens import patching as tl_patching
 
 from interp_utils import corpus, load_bundled, patching
-from interp_utils.ioi import ioi_batch, make_ioi_prompts, single_token_names
-from interp_utils.runtime import benchmark_device, timed
+from interp_utils.core.runtime import benchmark_device, timed
+from interp_utils.data.ioi import ioi_batch, make_ioi_prompts, single_token_names
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Benchmark: SAE training throughput of interp_utils.sae.train_sae against SAELens's SAETrainer.
+"""Benchmark: SAE training throughput of interp_utils.dictionaries.sae.train_sae against SAELens's SAETrainer.
 
 Both train a TopK SAE (and a ReLU + L1 SAE, SAELens's "standard") with the same width, k or L1 coefficient,
 batch size, learning rate and number of tokens, from the same tensor of the bundled model's residual-stream
@@ -19,7 +19,7 @@ from sae_lens import SAETrainer, StandardTrainingSAE, StandardTrainingSAEConfig,
 from sae_lens.config import SAETrainerConfig
 
 from interp_utils import activations, hooks, load_bundled, sae, sae_metrics
-from interp_utils.runtime import benchmark_device, timed
+from interp_utils.core.runtime import benchmark_device, timed
 
 
 def batches(data: torch.Tensor, batch_size: int, seed: int):

@@ -1,12 +1,84 @@
-"""Helpers shared by the interp-notebooks lessons: loading, run-time switches, metrics, plots, toy models."""
+"""Helpers shared by the interp-notebooks lessons, grouped as the course is:
 
-import tqdm as _tqdm
+- ``core``: run-time switches, hook names, model loading, footprint, plots, the reproduction table
+- ``data``: IOI prompts and batches, the generated corpus, facts, token streams and activation buffers
+- ``toy_models``: the toy models of superposition (lesson 01)
+- ``circuits``: head scores, direct logit attribution, patching, the edge graph, ACDC and EAP, reference circuits
+  (lessons 02, 03, 06)
+- ``dictionaries``: SAEs, transcoders, cross-layer transcoders, their training, metrics and dashboards (04, 05)
+- ``tracing``: the local replacement model, attribution and attribution graphs (05)
+- ``probing``: probes and steering (07)
+- ``models``: the bundled model's training script and the GPT-2 stand-in the tests run
+- ``course``: exercise checks, learner copies, the reproduce command, Colab set-up
 
-from interp_utils.loading import is_bundled, load_bundled, load_model
-from interp_utils.runtime import fast_mode, get_device, param, set_seed
+Notebooks import modules by their short names (``from interp_utils import ioi, patching``): each is loaded on
+first use, so importing the package loads nothing heavy and changes no other library's settings.
+"""
 
-# tqdm's monitor thread refreshes bars from a background thread; in Jupyter kernels (ipykernel 7) that
-# left notebook runs waiting forever for a finished cell. Bars still refresh from the training loops.
-_tqdm.tqdm.monitor_interval = 0
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from interp_utils.core.loading import is_bundled, load_bundled, load_model
+from interp_utils.core.runtime import fast_mode, get_device, param, set_seed
+
+# short name -> the module it stands for
+MODULES: dict[str, str] = {
+    **{m: f"core.{m}" for m in ("runtime", "hooks", "loading", "metrics", "footprint", "plotting", "report")},
+    **{m: f"data.{m}" for m in ("ioi", "corpus", "facts", "activations")},
+    "superposition": "toy_models.superposition",
+    **{
+        m: f"circuits.{m}"
+        for m in (
+            "heads",
+            "dla",
+            "patching",
+            "ioi_circuit",
+            "edge_graph",
+            "edge_attribution",
+            "discovery",
+            "evaluation",
+        )
+    },
+    "reference_circuits": "circuits.reference_circuits",
+    **{m: f"dictionaries.{m}" for m in ("sae", "sae_metrics", "training", "transcoders", "clt", "dashboards")},
+    **{m: f"tracing.{m}" for m in ("attribution", "attribution_graph", "circuit_tracer_interop")},
+    **{m: f"probing.{m}" for m in ("probes", "steering")},
+    **{m: f"models.{m}" for m in ("bundled", "standin")},
+    **{m: f"course.{m}" for m in ("checks", "exercises", "reproduce", "colab")},
+}
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ loads on first use
+    from interp_utils.circuits import (
+        discovery,
+        dla,
+        edge_attribution,
+        edge_graph,
+        evaluation,
+        heads,
+        ioi_circuit,
+        patching,
+        reference_circuits,
+    )
+    from interp_utils.core import footprint, hooks, loading, metrics, plotting, report, runtime
+    from interp_utils.data import activations, corpus, facts, ioi
+    from interp_utils.dictionaries import clt, dashboards, sae, sae_metrics, training, transcoders
+    from interp_utils.probing import probes, steering
+    from interp_utils.toy_models import superposition
+    from interp_utils.tracing import attribution, attribution_graph, circuit_tracer_interop
+
+
+def __getattr__(name: str) -> Any:
+    if name in MODULES:
+        module = importlib.import_module(f"interp_utils.{MODULES[name]}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'interp_utils' has no attribute {name!r}; its modules are {sorted(MODULES)}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(MODULES))
+
 
 __all__ = ["load_model", "load_bundled", "is_bundled", "fast_mode", "get_device", "param", "set_seed"]

@@ -12,11 +12,11 @@ DEVICE = os.environ.get("INTERP_DEVICE") or "cpu"
 def build_induction_model() -> HookedTransformer:
     """A 2-layer attention-only model whose weights are set by hand so that head 0.0 is a previous-token
     head, head 1.0 an induction head whose OV circuit copies tokens, and head 1.1 does nothing
-    (:func:`interp_utils.reference_circuits.handset_model` without its distractor heads).
+    (:func:`interp_utils.circuits.reference_circuits.handset_model` without its distractor heads).
 
     Residual stream slots: [token one-hot | previous token (written by 0.0) | output (written by 1.0) | position].
     """
-    from interp_utils.reference_circuits import handset_model
+    from interp_utils.circuits.reference_circuits import handset_model
 
     return handset_model(distractors=False, device=DEVICE)
 

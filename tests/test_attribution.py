@@ -1,4 +1,5 @@
-"""Transcoders, the local replacement model and attribution graphs (interp_utils.attribution), on the bundled model.
+"""Transcoders, the local replacement model and attribution graphs (interp_utils.tracing.attribution), on the bundled
+model.
 
 Untrained transcoders are enough here: the identities below hold for any transcoder, since the local replacement
 model adds back whatever error a transcoder makes.
@@ -8,11 +9,19 @@ import pytest
 import torch
 
 from interp_utils import activations, attribution, hooks, transcoders
-from interp_utils.attribution import LocalReplacement, attribute
-from interp_utils.dashboards import feature_dashboards
-from interp_utils.graph import AttributionGraph, collapse, graph_scores, plot_collapsed, plot_graph, prune
-from interp_utils.sae import SAE, SAEConfig
-from interp_utils.sae_metrics import latent_activations
+from interp_utils.dictionaries.dashboards import feature_dashboards
+from interp_utils.dictionaries.sae import SAE, SAEConfig
+from interp_utils.dictionaries.sae_metrics import latent_activations
+from interp_utils.tracing import circuit_tracer_interop as interop
+from interp_utils.tracing.attribution import LocalReplacement, attribute
+from interp_utils.tracing.attribution_graph import (
+    AttributionGraph,
+    collapse,
+    graph_scores,
+    plot_collapsed,
+    plot_graph,
+    prune,
+)
 
 PROMPT = "Then, Mary and John went to the store. John gave a drink to"
 
@@ -31,7 +40,7 @@ def make_transcoders(model, architecture: str = "topk", seed: int = 0, d_sae: in
     for layer in range(model.cfg.n_layers):
         cfg = SAEConfig(d_in=model.cfg.d_model, d_sae=d_sae, architecture=architecture, k=8, d_out=model.cfg.d_model)
         tc = SAE(cfg, device=model.W_E.device)
-        x, y = activations.collect(model, [hooks.name("mlp_in", layer), hooks.name("mlp_out", layer)], tokens)
+        x, y = activations.collect(model, [hooks.name("ln2_normalized", layer), hooks.name("mlp_out", layer)], tokens)
         x, y = x.to(model.W_E.device), y.to(model.W_E.device)
         tc.init_from_data(x, y)
         if architecture == "relu":
@@ -91,20 +100,10 @@ def test_graph_matches_circuit_tracer(model, tcs, graph):
 
 def check_against_circuit_tracer(model, tcs, graph: AttributionGraph) -> None:
     """circuit-tracer, on the same model and transcoders, computes the same graph, pruning and scores."""
-    from circuit_tracer.attribution.attribute import attribute as ct_attribute
-    from circuit_tracer.graph import compute_graph_scores, prune_graph
-
-    ct_graph = ct_attribute(graph.tokens, transcoders.to_circuit_tracer(model, tcs), batch_size=64)
-    assert torch.equal(ct_graph.active_features, graph.features)
-    assert torch.allclose(ct_graph.activation_values, graph.activations, atol=1e-5)
-    assert [t.vocab_idx for t in ct_graph.logit_targets] == graph.logit_tokens.tolist()
-    assert torch.allclose(ct_graph.adjacency_matrix, graph.adjacency, atol=1e-4)
-    ours, theirs = prune(graph), prune_graph(ct_graph)
-    assert torch.equal(ours.node_mask, theirs.node_mask) and torch.equal(ours.edge_mask, theirs.edge_mask)
-    replacement, completeness = compute_graph_scores(ct_graph)
-    scores = graph_scores(graph)
-    assert scores["replacement"] == pytest.approx(replacement, abs=1e-5)
-    assert scores["completeness"] == pytest.approx(completeness, abs=1e-5)
+    theirs = interop.attribute(interop.to_circuit_tracer(model, tcs), graph.tokens, batch_size=64)
+    agreement = interop.compare(graph, theirs)
+    assert agreement.same_nodes and agreement.activation_diff <= 1e-5, agreement
+    assert interop.agrees(agreement, edge_tol=1e-4, score_tol=1e-5), agreement
 
 
 def test_pruning_keeps_tokens_and_logits_and_prunes_features(graph):
@@ -166,7 +165,7 @@ def test_dashboards_and_plot(model, tcs, graph):
     tokens = next(activations.token_batches(model, 8, n_ctx=64, seed=5))
     boards = feature_dashboards(model, tcs, keep, tokens, k=3)
     assert set(boards) == set(keep)
-    acts = latent_activations(model, tcs[keep[0][0]], hooks.name("mlp_in", keep[0][0]), tokens)[..., keep[0][1]]
+    acts = latent_activations(model, tcs[keep[0][0]], hooks.name("ln2_normalized", keep[0][0]), tokens)[..., keep[0][1]]
     board = boards[keep[0]]
     words, values, at = board.contexts[0]
     assert values[at] == pytest.approx(acts.max().item()) and len(board.contexts) <= 3  # the top context first
@@ -214,7 +213,7 @@ def test_clear_errors(model, tcs):
 
 
 def test_path_length_counts_edges_from_embeddings_to_logits(graph):
-    from interp_utils.graph import path_length
+    from interp_utils.tracing.attribution_graph import path_length
 
     def only(keep: list[tuple[slice, slice]]) -> AttributionGraph:
         adjacency = torch.zeros_like(graph.adjacency)

@@ -62,7 +62,7 @@ def lab(tmp_path_factory):
     # used to go idle after notebook 01's widget cell with the client still waiting (widgets.interact printed a
     # plotly figure into its output area; the cell now hands the figure over as data). A stuck cell fails here.
     only = [name[:2] for name in CHECKS]
-    command = [sys.executable, "-m", "interp_utils.reproduce", "--fast", "--model", "bundled", "--only", *only]
+    command = [sys.executable, "-m", "interp_utils.course.reproduce", "--fast", "--model", "bundled", "--only", *only]
     # what is drawn is checked here, not the findings (the notebooks' own tests judge those): 01 and 02 train less
     env = {**os.environ, "INTERP_STEPS": "200", "INTERP_TRAIN_SCALE": "0.1"}
     done = subprocess.run(

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from interp_utils import bundled, corpus
-from interp_utils.heads import induction_scores
-from interp_utils.ioi import make_ioi_prompts, prompt_logit_diffs
-from interp_utils.loading import BUNDLED_DIR
+from interp_utils.circuits.heads import induction_scores
+from interp_utils.core.loading import BUNDLED_DIR
+from interp_utils.data.ioi import make_ioi_prompts, prompt_logit_diffs
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_abc_prompts_carry_no_ioi_signal(model):
 
 
 def test_the_model_card_says_who_carries_the_ioi_answer(model):
-    """The card's circuit figures (metrics.json, written by ``python -m interp_utils.bundled evaluate``) are
+    """The card's circuit figures (metrics.json, written by ``python -m interp_utils.models.bundled evaluate``) are
     what the shipped weights give."""
     stated = json.loads((BUNDLED_DIR / "metrics.json").read_text())["ioi_circuit"]
     measured = bundled.ioi_circuit(model)

@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformer_lens import HookedTransformerConfig
 
-from interp_utils import graph, heads, sae, sae_metrics, superposition
-from interp_utils.checks import (
+from interp_utils import attribution_graph as graph
+from interp_utils import heads, sae, sae_metrics, superposition
+from interp_utils.course.checks import (
     NotAnswered,
     circuit_discovery,
     circuit_tracing,
@@ -15,8 +16,8 @@ from interp_utils.checks import (
     probes_steering,
     sparse_autoencoders,
 )
-from interp_utils.checks import ioi as ioi_checks
-from interp_utils.checks import superposition as toy_checks
+from interp_utils.course.checks import ioi as ioi_checks
+from interp_utils.course.checks import superposition as toy_checks
 
 
 def _dimensionality(W, clamp=True):
@@ -43,7 +44,7 @@ def _step_without_zero_grad(model, opt, features):
 
 
 def _step_reporting_the_loss_after(model, opt, features):
-    superposition.train_step(model, opt, features)
+    superposition.toy_train_step(model, opt, features)
     return superposition.weighted_mse(model(features), features, model.importance).item()
 
 
@@ -78,7 +79,7 @@ def test_notebook_01_checks_of_the_model():
         toy_checks.check_toy_forward(lambda W, b, x, relu=True: superposition.toy_forward(W, 0 * b, x, relu))
     with pytest.raises(AssertionError, match="the linear model"):  # the ReLU applied whatever relu says
         toy_checks.check_toy_forward(lambda W, b, x, relu=True: superposition.toy_forward(W, b, x, True))
-    toy_checks.check_train_step(superposition.train_step)
+    toy_checks.check_train_step(superposition.toy_train_step)
     with pytest.raises(AssertionError, match="zero_grad"):
         toy_checks.check_train_step(_step_without_zero_grad)
     with pytest.raises(AssertionError, match="the loss before the step"):
@@ -86,7 +87,7 @@ def test_notebook_01_checks_of_the_model():
     with pytest.raises(AssertionError, match="did not change"):  # no optimizer.step()
         toy_checks.check_train_step(lambda m, o, x: superposition.weighted_mse(m(x), x, m.importance).item())
     with pytest.raises(AssertionError, match="Python float"):
-        toy_checks.check_train_step(lambda m, o, x: torch.tensor(superposition.train_step(m, o, x)))
+        toy_checks.check_train_step(lambda m, o, x: torch.tensor(superposition.toy_train_step(m, o, x)))
 
 
 def test_notebook_01_checks_of_the_measures():
@@ -239,7 +240,7 @@ def notebook_objects(bundled_model):
     """What notebook 05's checks take besides the model: its transcoders and a graph (untrained ones will do)."""
     from test_attribution import PROMPT, make_transcoders
 
-    from interp_utils.attribution import attribute
+    from interp_utils.tracing.attribution import attribute
 
     tcs = make_transcoders(bundled_model)
     return {"model": bundled_model, "transcoders": tcs, "graph": attribute(bundled_model, tcs, PROMPT, progress=False)}
@@ -300,7 +301,7 @@ def test_notebook_02_checks_of_scores_and_training():
                 normalization_type="LN",
             )
         )
-    induction_heads.check_train_step(heads.train_step)
+    induction_heads.check_train_step(heads.attn_only_train_step)
 
     def no_zero_grad(model, opt, tokens):
         loss = model(tokens, return_type="loss")
@@ -311,7 +312,7 @@ def test_notebook_02_checks_of_scores_and_training():
     with pytest.raises(AssertionError, match="zero_grad"):
         induction_heads.check_train_step(no_zero_grad)
     with pytest.raises(AssertionError, match="Python float"):
-        induction_heads.check_train_step(lambda m, o, t: torch.tensor(heads.train_step(m, o, t)))
+        induction_heads.check_train_step(lambda m, o, t: torch.tensor(heads.attn_only_train_step(m, o, t)))
     induction_heads.check_icl_score(lambda loss: heads.icl_score(loss, slice(1, 10), slice(-10, None)))
     with pytest.raises(AssertionError, match="check the sign"):
         induction_heads.check_icl_score(lambda loss: heads.icl_score(loss, slice(-10, None), slice(1, 10)))

@@ -4,9 +4,10 @@ import pytest
 import torch
 from test_attribution import PROMPT, make_transcoders
 
-from interp_utils import attribution, graph, hooks
-from interp_utils.checks import circuit_tracing as checks
-from interp_utils.transcoders import replacement_hooks
+from interp_utils import attribution, hooks
+from interp_utils import attribution_graph as graph
+from interp_utils.course.checks import circuit_tracing as checks
+from interp_utils.dictionaries.transcoders import replacement_hooks
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_transcoder_and_replacement_checks(bundled_model, tcs):
 
         fwd = []
         for layer in layers if layers is not None else transcoders:
-            fwd += [(hooks.name("mlp_in", layer), save), (hooks.name("mlp_out", layer), replace)]
+            fwd += [(hooks.name("ln2_normalized", layer), save), (hooks.name("mlp_out", layer), replace)]
         return model.run_with_hooks(tokens, return_type="loss", fwd_hooks=fwd).item()
 
     checks.check_replacement_loss(by_hand, bundled_model, tcs)
@@ -61,7 +62,7 @@ def errors(model, transcoders, tokens, sign=1.0, zero_bos=True):
     _, cache = model.run_with_cache(tokens[None])
     out = []
     for layer in range(model.cfg.n_layers):
-        f = transcoders[layer].encode(cache[hooks.name("mlp_in", layer)][0])
+        f = transcoders[layer].encode(cache[hooks.name("ln2_normalized", layer)][0])
         if zero_bos:
             f[0] = 0.0
         out.append(sign * (cache[hooks.name("mlp_out", layer)][0] - transcoders[layer].decode(f)))
@@ -92,7 +93,7 @@ def edge(local, features, target, source, times_activation=True):
     leaves, readouts = local.linear_forward(1, features)
     layer, pos, feat = features[target].tolist()
     tc = local.transcoders[layer]
-    pre = readouts[hooks.name("mlp_in", layer)][0, pos] @ (tc.W_enc[:, feat] / tc.in_scale)
+    pre = readouts[hooks.name("ln2_normalized", layer)][0, pos] @ (tc.W_enc[:, feat] / tc.in_scale)
     (grad,) = torch.autograd.grad(pre, leaves["mlp"])
     layer_s, pos_s, _ = features[source].tolist()
     value = grad[0, layer_s, pos_s] @ local.decoder_rows(features[source : source + 1])[0]
@@ -121,14 +122,14 @@ def test_score_and_intervention_checks(bundled_model, tcs, ioi_graph):
     checks.check_graph_scores(graph.graph_scores, ioi_graph)
 
     def unweighted(g):
-        A = graph.normalised(g.adjacency)
+        A = graph.normalise_rows(g.adjacency)
         return graph.graph_scores(g) | {"completeness": (1 - A[:, g.errors].sum(1)).mean().item()}
 
     with pytest.raises(AssertionError, match="Weight each node's non-error share"):
         checks.check_graph_scores(unweighted, ioi_graph)
 
     def with_features(g):
-        inf = graph.influence(graph.normalised(g.adjacency), graph.logit_weights(g))
+        inf = graph.influence(graph.normalise_rows(g.adjacency), graph.logit_weights(g))
         return graph.graph_scores(g) | {"replacement": (inf[g.embeds].sum() / inf[: g.embeds.stop].sum()).item()}
 
     with pytest.raises(AssertionError, match="tokens / \\(tokens \\+ errors\\)"):

@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from interp_utils import discovery, edges, hooks
+from interp_utils import discovery, edge_graph, hooks
 from interp_utils import reference_circuits as rc
-from interp_utils.checks import circuit_discovery as checks
-from interp_utils.edges import EdgeGraph
-from interp_utils.heads import head_label
+from interp_utils.circuits.edge_graph import EdgeGraph
+from interp_utils.circuits.heads import head_label
+from interp_utils.core.metrics import normalised_metric
+from interp_utils.course.checks import circuit_discovery as checks
 
 
 def test_count_edges_and_patched_input():
@@ -74,7 +75,7 @@ def test_kl_and_one_edge_patch():
                 act[:, :, slice(None) if all_heads else head] += delta[:, :, None] if all_heads else delta
                 return act
 
-        with torch.inference_mode(), edges.edge_hooks_enabled(model):
+        with torch.inference_mode(), edge_graph.edge_hooks_enabled(model):
             return (metric(model.run_with_hooks(tokens, fwd_hooks=[(point, hook)])) - metric(model(tokens))).item()
 
     checks.check_patch_one_edge(patch_one_edge)
@@ -140,7 +141,7 @@ def test_scoring_checks():
         checks.check_top_n(lambda s, n: discovery.top_edges(s.clamp_min(0), n))
     with pytest.raises(AssertionError, match="not the smallest"):
         checks.check_top_n(lambda s, n: discovery.top_edges(1 / s.abs(), n))
-    checks.check_faithfulness(discovery.normalised)
+    checks.check_faithfulness(normalised_metric)
     with pytest.raises(AssertionError, match="subtract it first"):
         checks.check_faithfulness(lambda v, c, x: v / c)
     with pytest.raises(AssertionError, match="sign included"):

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from interp_utils import dla, hooks, ioi, patching
-from interp_utils.checks import ioi as checks
-from interp_utils.heads import copying_score
-from interp_utils.patching import Patch
+from interp_utils.circuits.heads import copying_score
+from interp_utils.circuits.patching import Patch
+from interp_utils.course.checks import ioi as checks
 
 
 def test_logit_diff_and_normalised_checks():

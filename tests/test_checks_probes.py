@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from interp_utils import hooks, probes, steering
-from interp_utils.checks import probes_steering as checks
+from interp_utils.course.checks import probes_steering as checks
 
 
 def mass_mean(x, y, sign=1.0, unit=False, no_bias=False):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from interp_utils import hooks, sae, sae_metrics
-from interp_utils.checks import sparse_autoencoders as checks
+from interp_utils import hooks, sae, sae_metrics, training
+from interp_utils.course.checks import sparse_autoencoders as checks
 
 
 def forward(x, W_enc, b_enc, W_dec, b_dec, activation):
@@ -62,7 +62,7 @@ def test_decoder_and_dead_latent_checks():
 
         checks.check_aux_k_loss(no_relu)
 
-    checks.check_update_since_fired(sae.update_since_fired)
+    checks.check_update_since_fired(training.update_since_fired)
     with pytest.raises(AssertionError, match="one batch"):  # one step, not one batch of tokens
         checks.check_update_since_fired(lambda since, acts: torch.where((acts > 0).any(0), 0.0, since + 1))
     with pytest.raises(AssertionError, match="goes back"):
@@ -87,14 +87,14 @@ def test_resampling_schedule_and_step_checks():
     with pytest.raises(AssertionError, match="0.2 times the mean norm"):
         checks.check_resample(lambda *a: _resample(*a, scale=1.0))
 
-    checks.check_schedule(sae.schedule)
+    checks.check_schedule(training.schedule)
     with pytest.raises(AssertionError, match="capped at 1"):
-        checks.check_schedule(lambda s, n, w, d: (sae.schedule(s, n, w, d)[0], s / (w * n)))
+        checks.check_schedule(lambda s, n, w, d: (training.schedule(s, n, w, d)[0], s / (w * n)))
     with pytest.raises(AssertionError, match="1 until step 80"):  # decay over the whole run
-        checks.check_schedule(lambda s, n, w, d: ((n - s) / n, sae.schedule(s, n, w, d)[1]))
+        checks.check_schedule(lambda s, n, w, d: ((n - s) / n, training.schedule(s, n, w, d)[1]))
 
     def step(model, opt, x, dead, l1_scale):
-        return sae.train_step(model, opt, x, dead, l1_scale)
+        return sae.sae_train_step(model, opt, x, dead, l1_scale)
 
     checks.check_sae_train_step(step)
 

@@ -1,4 +1,5 @@
-"""Cross-layer transcoders (interp_utils.clt): the forward pass, training, the replacement model and attribution graphs
+"""Cross-layer transcoders (interp_utils.dictionaries.clt): the forward pass, training, the replacement model and
+attribution graphs
 built on them, and the same graph from circuit-tracer's CrossLayerTranscoder.
 
 Untrained CLTs (scales and biases set from real activations) are enough for the identities; one short training run
@@ -10,9 +11,9 @@ import torch
 from test_attribution import PROMPT, check_against_circuit_tracer, check_edges
 
 from interp_utils import activations, attribution, hooks, transcoders
-from interp_utils.attribution import LocalReplacement, attribute
-from interp_utils.clt import CLTConfig, CrossLayerTranscoder, clt_hooks, train_clt
-from interp_utils.sae import SAE, SAEConfig
+from interp_utils.dictionaries.clt import CLTConfig, CrossLayerTranscoder, clt_hooks, train_clt
+from interp_utils.dictionaries.sae import SAE, SAEConfig
+from interp_utils.tracing.attribution import LocalReplacement, attribute
 
 
 def pairs(model, n_seqs: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,4 +129,4 @@ def test_bad_inputs_get_clear_errors(bundled_model, clt):
         clt.decode(2, [torch.zeros(1, clt.cfg.d_sae)])
     with pytest.raises(TypeError, match="CrossLayerTranscoder"):
         attribute(bundled_model, [1, 2], PROMPT)  # type: ignore[arg-type]
-    assert hooks.name("mlp_in", 0) in clt_hooks(bundled_model)
+    assert hooks.name("ln2_normalized", 0) in clt_hooks(bundled_model)

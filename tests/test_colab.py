@@ -10,7 +10,7 @@ from interp_utils import colab
 
 
 def test_notebooks_and_readme_match_the_one_bootstrap():
-    assert colab.sync(check=True) == [], "run `python -m interp_utils.colab`"
+    assert colab.sync(check=True) == [], "run `python -m interp_utils.course.colab`"
 
 
 def test_bootstrap_does_nothing_outside_colab(monkeypatch):

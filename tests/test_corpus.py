@@ -1,5 +1,5 @@
 from interp_utils import corpus
-from interp_utils.ioi import NAMES
+from interp_utils.data.ioi import NAMES
 
 
 def test_every_name_is_one_token_with_or_without_a_space():

@@ -10,8 +10,8 @@ import pytest
 import torch
 from test_attribution import PROMPT, make_transcoders
 
-from interp_utils import activations, attribution, heads, hooks, ioi, load_bundled, patching, sae, transcoders
-from interp_utils.runtime import get_device
+from interp_utils import activations, attribution, heads, hooks, ioi, load_bundled, patching, sae, training, transcoders
+from interp_utils.core.runtime import get_device
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the GPU check, issue 22)")
 
@@ -84,7 +84,7 @@ def test_the_activation_buffer_fills_from_a_cuda_model(both):
     close(*batches)
 
 
-def train(device: str, seed: int = 0) -> tuple[sae.SAE, sae.TrainLog]:
+def train(device: str, seed: int = 0) -> tuple[sae.SAE, training.TrainLog]:
     torch.manual_seed(seed)
     data = torch.randn(4096, 32) @ torch.randn(32, 32)
     model = sae.SAE(sae.SAEConfig(d_in=32, d_sae=64, architecture="relu", l1_coeff=1.0)).to(device)
@@ -118,19 +118,19 @@ def test_attribution_graphs_agree(both):
 
 
 def test_circuit_tracer_on_cuda_matches_ours(both):
-    from circuit_tracer.attribution.attribute import attribute as ct_attribute
+    from interp_utils.tracing import circuit_tracer_interop as interop
 
     model = both[1]
     tcs = {layer: tc.to("cuda") for layer, tc in make_transcoders(model).items()}
     ours = attribution.attribute(model, tcs, PROMPT, batch_size=64, progress=False)
-    theirs = ct_attribute(model.to_tokens(PROMPT)[0], transcoders.to_circuit_tracer(model, tcs), batch_size=64)
+    theirs = interop.attribute(interop.to_circuit_tracer(model, tcs), model.to_tokens(PROMPT)[0], batch_size=64)
     close(ours.adjacency, theirs.adjacency_matrix, rel=1e-3)
 
 
 def test_cross_layer_transcoders_train_and_attribute_on_cuda(both):
     from test_clt import make_clt
 
-    from interp_utils.clt import CLTConfig, train_clt
+    from interp_utils.dictionaries.clt import CLTConfig, train_clt
 
     cpu_model, gpu_model = both
     cfg = CLTConfig(n_layers=gpu_model.cfg.n_layers, d_model=gpu_model.cfg.d_model, d_sae=64, k=8)

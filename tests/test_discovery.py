@@ -4,9 +4,10 @@ known edges; ROC and AUC; faithfulness; the reference circuits."""
 import pytest
 import torch
 
-from interp_utils import discovery, edges, hooks
+from interp_utils import discovery, edge_attribution, edge_graph, hooks
 from interp_utils import reference_circuits as rc
-from interp_utils.edges import EdgeGraph
+from interp_utils.circuits.edge_graph import EdgeGraph
+from interp_utils.core.metrics import normalised_metric
 
 HALF = 12
 
@@ -22,7 +23,7 @@ def handset():
 
 def test_the_handset_circuits_edges_are_exactly_the_ones_that_matter(handset):
     model, graph, tokens, corrupt, truth, metric = handset
-    effects = edges.edge_patching(model, graph, tokens, corrupt, metric, progress=False)
+    effects = edge_graph.edge_patching(model, graph, tokens, corrupt, metric, progress=False)
     assert truth.sum() == 5 and effects[truth].abs().min() > 1.0
     assert effects[~truth].abs().max() < 1e-4  # the distractors compute, but nothing they compute reaches the logits
     assert discovery.auc(*discovery.roc(effects, truth)) == 1.0
@@ -33,8 +34,8 @@ def test_the_handset_circuits_edges_are_exactly_the_ones_that_matter(handset):
 
 def test_eap_misses_the_edges_through_saturated_attention_and_eap_ig_does_not(handset):
     model, graph, tokens, corrupt, truth, metric = handset
-    scores = edges.eap(model, graph, tokens, corrupt, metric)
-    exact = edges.edge_patching(model, graph, tokens, corrupt, metric, progress=False)
+    scores = edge_attribution.eap(model, graph, tokens, corrupt, metric)
+    exact = edge_graph.edge_patching(model, graph, tokens, corrupt, metric, progress=False)
     through_attention = {"embed → 0.0.v", "0.0 → 1.0.k", "embed → 1.0.q"}  # they act by moving 1.0's attention
     for k, name in enumerate(graph.edge_names()):
         if name in through_attention:
@@ -49,7 +50,7 @@ def test_eap_misses_the_edges_through_saturated_attention_and_eap_ig_does_not(ha
     assert (pattern * (1 - pattern)).max() < 1e-4
     # EAP still ranks them above the other edges, whose scores are exactly 0
     assert discovery.auc(*discovery.roc(scores, truth)) == 1.0 and (scores[~truth] == 0).all()
-    ig = edges.eap_ig(model, graph, tokens, corrupt, metric, steps=5)
+    ig = edge_attribution.eap_ig(model, graph, tokens, corrupt, metric, steps=5)
     assert discovery.auc(*discovery.roc(ig, truth)) >= 0.95
     ig_attention = [ig[graph.edge_names().index(n)].abs().item() for n in through_attention]
     assert min(ig_attention) > 1e-3  # integrated gradients pass through the unsaturated middle of the path
@@ -95,7 +96,7 @@ def test_roc_auc_and_ranks_on_small_cases():
     with pytest.raises(ValueError, match="some edges and leave some out"):
         discovery.roc(torch.ones(3), torch.ones(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="same metric"):
-        discovery.normalised(1.0, 2.0, 2.0)
+        normalised_metric(1.0, 2.0, 2.0)
 
 
 def test_reference_circuits_as_edges(bundled_model):
@@ -116,3 +117,23 @@ def test_reference_circuits_as_edges(bundled_model):
         rc.edge_mask(graph, [("3.1", "2.0.q")])
     with pytest.raises(ValueError, match="unknown node"):
         rc.edge_mask(graph, [("9.9", "logits")])
+
+
+def test_compare_methods_times_and_scores_every_method_and_takes_a_learners_pieces(handset):
+    from interp_utils.circuits import evaluation
+
+    model, graph, tokens, corrupt, truth, metric = handset
+    where = torch.zeros(tokens.shape, dtype=torch.bool)
+    where[:, HALF:-1] = True
+    result = evaluation.compare_methods(model, graph, tokens, corrupt, metric, where, truth, [0.1, 1e9])
+    assert set(result["times"]) == {"exact patching", "EAP", "EAP-IG", "ACDC"}
+    assert result["auc"]["exact patching"] == pytest.approx(1.0) and result["auc"]["ACDC"] >= 0.95
+    assert torch.equal(result["ACDC"][0.1], truth) and result["ACDC"][1e9].sum() == 0
+    assert 0 < result["acdc_passes"][0.1] < graph.n_edges
+    calls = []
+    mine = evaluation.reference_methods()
+    yours = evaluation.Methods(mine.eap_ig, mine.kl, mine.acdc_search, mine.roc, lambda f, t: calls.append(1) or 0.5)
+    sampled = evaluation.compare_methods(model, graph, tokens, corrupt, metric, where, truth, [0.1], yours, n_exact=3)
+    assert calls and set(sampled["auc"].values()) == {0.5} and len(sampled["sample"]) == 3
+    assert "exact patching" not in sampled["auc"]  # only a sample was patched exactly
+    assert evaluation.plot_rocs(result, truth, "hand-set").data

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from interp_utils import corpus, dla
-from interp_utils.ioi import ioi_batch, logit_diff, make_ioi_prompts, prompt_logit_diffs, single_token_names
+from interp_utils.data.ioi import ioi_batch, logit_diff, make_ioi_prompts, prompt_logit_diffs, single_token_names
 
 
 def test_direct_effects_add_up_to_the_logit_difference(bundled_model):

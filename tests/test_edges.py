@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from interp_utils import edges, hooks
-from interp_utils.edges import EdgeGraph
+from interp_utils import edge_attribution, edge_graph, hooks
+from interp_utils.circuits.edge_graph import EdgeGraph
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +42,9 @@ def test_the_graph_counts_and_orders_its_edges(small, induction_model, bundled_m
 
 def test_patching_nothing_is_the_clean_run_and_everything_the_corrupted_run(small):
     model, graph, tokens, corrupt_tokens = small
-    corrupt = edges.record_outputs(model, graph, corrupt_tokens)
+    corrupt = edge_graph.record_outputs(model, graph, corrupt_tokens)
     masks = torch.stack([torch.zeros_like(graph.allowed), graph.allowed])
-    logits = edges.patched_logits(model, graph, tokens, corrupt, masks)
+    logits = edge_graph.patched_logits(model, graph, tokens, corrupt, masks)
     with torch.inference_mode():
         assert torch.allclose(logits[0], model(tokens), atol=1e-5)
         assert torch.allclose(logits[1], model(corrupt_tokens), atol=1e-4)
@@ -73,7 +73,7 @@ def _hand_patch(model, graph, tokens, corrupt_tokens, up: int, down: int) -> flo
     if receiver == "logits":
         point, head = hooks.name("resid_post", model.cfg.n_layers - 1), None
     elif receiver.startswith("mlp"):
-        point, head = hooks.name("mlp_resid_in", int(receiver.split()[1])), None
+        point, head = hooks.name("mlp_in", int(receiver.split()[1])), None
     else:
         layer, head, letter = receiver.split(".")
         point, head = hooks.name(f"{letter}_input", int(layer)), int(head)  # type: ignore[arg-type]
@@ -85,13 +85,13 @@ def _hand_patch(model, graph, tokens, corrupt_tokens, up: int, down: int) -> flo
         act[:, :, head] += delta
         return act
 
-    with torch.inference_mode(), edges.edge_hooks_enabled(model):
+    with torch.inference_mode(), edge_graph.edge_hooks_enabled(model):
         return float(metric(model.run_with_hooks(tokens, fwd_hooks=[(point, add)])) - metric(model(tokens)))
 
 
 def test_exact_edge_patching_equals_a_hand_written_two_run_patch(small):
     model, graph, tokens, corrupt_tokens = small
-    effects = edges.edge_patching(model, graph, tokens, corrupt_tokens, metric, max_elements=2e4, progress=False)
+    effects = edge_graph.edge_patching(model, graph, tokens, corrupt_tokens, metric, max_elements=2e4, progress=False)
     names, pairs = graph.edge_names(), graph.edges().tolist()
     chosen = ["embed → 0.1.k", "0.0 → mlp 0", "mlp 0 → 1.1.v", "0.1 → 1.0.q", "1.1 → logits", "embed → logits"]
     for label in chosen:
@@ -104,15 +104,15 @@ def test_exact_edge_patching_equals_a_hand_written_two_run_patch(small):
 
 def test_eap_equals_the_first_order_estimate_by_autograd_edge_by_edge(small):
     model, graph, tokens, corrupt_tokens = small
-    scores = edges.eap(model, graph, tokens, corrupt_tokens, metric)
-    clean, corrupt = (edges.record_outputs(model, graph, t) for t in (tokens, corrupt_tokens))
+    scores = edge_attribution.eap(model, graph, tokens, corrupt_tokens, metric)
+    clean, corrupt = (edge_graph.record_outputs(model, graph, t) for t in (tokens, corrupt_tokens))
     for k, (up, down) in enumerate(graph.edges().tolist()):
         eps = torch.tensor(1e-20, requires_grad=True)  # nonzero, so the patch runs; tiny, so this is the slope at 0
         mask = torch.zeros(1, *graph.allowed.shape)
         mask[0, up, down] = 1.0
         # the edge's patch scaled by eps: d metric / d eps at eps = 0 is the first-order estimate of its effect
-        fwd = edges.patch_hooks(model, graph, corrupt, mask * eps)
-        with torch.enable_grad(), edges.edge_hooks_enabled(model):
+        fwd = edge_graph.patch_hooks(model, graph, corrupt, mask * eps)
+        with torch.enable_grad(), edge_graph.edge_hooks_enabled(model):
             value = metric(model.run_with_hooks(tokens, fwd_hooks=fwd))
             (grad,) = torch.autograd.grad(value, eps)
         assert scores[k].item() == pytest.approx(grad.item(), abs=1e-5), graph.edge_names()[k]
@@ -121,18 +121,20 @@ def test_eap_equals_the_first_order_estimate_by_autograd_edge_by_edge(small):
 
 def test_eap_ig_with_one_step_is_eap_and_more_steps_move_towards_exact_patching(small):
     model, graph, tokens, corrupt_tokens = small
-    plain = edges.eap(model, graph, tokens, corrupt_tokens, metric)
-    assert torch.allclose(edges.eap_ig(model, graph, tokens, corrupt_tokens, metric, steps=1), plain, atol=1e-6)
+    plain = edge_attribution.eap(model, graph, tokens, corrupt_tokens, metric)
+    assert torch.allclose(
+        edge_attribution.eap_ig(model, graph, tokens, corrupt_tokens, metric, steps=1), plain, atol=1e-6
+    )
     with pytest.raises(ValueError, match="at least 1"):
-        edges.eap_ig(model, graph, tokens, corrupt_tokens, metric, steps=0)
+        edge_attribution.eap_ig(model, graph, tokens, corrupt_tokens, metric, steps=0)
 
 
 def test_bad_masks_and_outputs_get_clear_errors(small):
     model, graph, tokens, corrupt_tokens = small
-    corrupt = edges.record_outputs(model, graph, corrupt_tokens)
+    corrupt = edge_graph.record_outputs(model, graph, corrupt_tokens)
     with pytest.raises(ValueError, match=r"\[copy, upstream, downstream\]"):
-        edges.patched_logits(model, graph, tokens, corrupt, graph.allowed)
+        edge_graph.patched_logits(model, graph, tokens, corrupt, graph.allowed)
     with pytest.raises(ValueError, match="record them with record_outputs"):
-        edges.patched_logits(model, graph, tokens[:, :4], corrupt, graph.allowed[None])
+        edge_graph.patched_logits(model, graph, tokens[:, :4], corrupt, graph.allowed[None])
     with pytest.raises(ValueError, match="one value per edge"):
         graph.as_matrix(torch.zeros(3))

@@ -2,8 +2,8 @@ import nbformat
 import pytest
 
 from interp_utils import exercises
-from interp_utils.exercises import BEGIN, STUB, is_solution, learner_notebook, strip_solution
-from interp_utils.reproduce import find_notebooks
+from interp_utils.course.exercises import BEGIN, STUB, is_solution, learner_notebook, strip_solution
+from interp_utils.course.reproduce import find_notebooks
 
 NOTEBOOKS = find_notebooks()  # the numbered lessons
 
@@ -61,7 +61,7 @@ def test_notebooks_are_committed_clean_and_parameterised(path):
 def test_committed_learner_copies_are_what_the_lessons_derive_to(path):
     """The learner copies are committed (Colab opens them from a badge) and never edited by hand."""
     assert not exercises.stale(path), (
-        f"{exercises.learner_path(path).name} is missing or out of date: run python -m interp_utils.exercises"
+        f"{exercises.learner_path(path).name} is missing or out of date: run python -m interp_utils.course.exercises"
     )
 
 

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from interp_utils import footprint
-from interp_utils.reproduce import NOTEBOOK_DIR
+from interp_utils.course.reproduce import NOTEBOOK_DIR
 
 # 03 on GPT-2: a peak of 3 GB plus 14 GB at full budgets (17 GB in full mode); loading GPT-2 peaks at 2.7 GB
 MEASURED = {

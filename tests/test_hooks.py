@@ -4,13 +4,36 @@ import torch
 from interp_utils import hooks
 
 
+def test_kinds_mean_what_transformer_lens_means(bundled_model):
+    """A kind that TransformerLens's get_act_name turns into a real hook names the same hook here (no "mlp_in" that
+    means another)."""
+    from typing import get_args
+
+    from transformer_lens.utilities import get_act_name
+
+    shared = 0
+    for kind in get_args(hooks.LayerKind):
+        try:
+            theirs = get_act_name(kind, 2)
+        except Exception:
+            continue
+        if theirs not in bundled_model.hook_dict:  # a name TransformerLens builds but no model has
+            continue
+        shared += 1
+        assert hooks.name(kind, 2) == theirs, kind
+    assert shared >= 8 and hooks.name("mlp_in", 2) == get_act_name("mlp_in", 2)
+
+
 def test_names_match_transformer_lens(bundled_model):
-    for kind in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "mlp_in", "mlp_post", "q", "k", "v",
-                 "z", "pattern", "ln1_scale", "ln2_scale"):  # fmt: skip
+    for kind in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "ln2_normalized", "mlp_post", "q", "k",
+                 "v", "z", "pattern", "ln1_scale", "ln2_scale"):  # fmt: skip
         assert hooks.name(kind, 3) in bundled_model.hook_dict, kind
     for kind in ("embed", "pos_embed", "ln_final_scale", "ln_final_normalized"):
         assert hooks.name(kind) in bundled_model.hook_dict, kind
-    assert hooks.name("z", 5) == "blocks.5.attn.hook_z" and hooks.name("mlp_in", 0) == "blocks.0.ln2.hook_normalized"
+    assert (
+        hooks.name("z", 5) == "blocks.5.attn.hook_z"
+        and hooks.name("ln2_normalized", 0) == "blocks.0.ln2.hook_normalized"
+    )
     assert hooks.layer_names("pattern", 2) == ["blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern"]
     assert hooks.hook_layer(hooks.name("q", 11)) == 11 and hooks.hook_layer(hooks.name("embed")) is None
 
@@ -34,7 +57,7 @@ def test_splicing_an_exact_reconstruction_changes_nothing(bundled_model):
     assert zeroed != pytest.approx(clean, abs=1e-3)
     # a module reading another hook (a transcoder): layer 1's MLP predicted from its own input by the real MLP
     mlp = bundled_model.blocks[1].mlp
-    as_transcoder = hooks.splice_hooks([(mlp, hooks.name("mlp_out", 1), hooks.name("mlp_in", 1))])
+    as_transcoder = hooks.splice_hooks([(mlp, hooks.name("mlp_out", 1), hooks.name("ln2_normalized", 1))])
     assert hooks.mean_loss(bundled_model, tokens, as_transcoder) == pytest.approx(clean, abs=1e-4)
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from interp_utils.ioi import BABA_TEMPLATES, abba_template, corrupt_abc, make_ioi_prompts
+from interp_utils.data.ioi import BABA_TEMPLATES, abba_template, corrupt_abc, make_ioi_prompts
 
 
 def test_templates_have_both_names_and_end_before_the_answer():
@@ -43,7 +43,7 @@ def test_bad_arguments_are_explained():
 
 
 def test_ioi_batch_positions_and_tokens(bundled_model):
-    from interp_utils.ioi import POSITIONS, ioi_batch, single_token_names
+    from interp_utils.data.ioi import POSITIONS, ioi_batch, single_token_names
 
     names = single_token_names(bundled_model)
     assert "Zorgblat" not in single_token_names(bundled_model, names + ["Zorgblat"])
@@ -64,7 +64,8 @@ def test_ioi_batch_positions_and_tokens(bundled_model):
 
 
 def test_mean_attention_reads_each_prompts_positions(bundled_model):
-    from interp_utils.ioi import ioi_batch, mean_attention, single_token_names
+    from interp_utils.circuits.ioi_circuit import mean_attention
+    from interp_utils.data.ioi import ioi_batch, single_token_names
 
     batch = ioi_batch(bundled_model, make_ioi_prompts(6, single_token_names(bundled_model), seed=4))
     _, cache = bundled_model.run_with_cache(batch.tokens)
@@ -93,7 +94,7 @@ def test_default_prompts_follow_the_model(bundled_model):
 
 
 def test_normalised_logit_diff_and_name_movers(bundled_model):
-    from interp_utils import ioi
+    from interp_utils import ioi, ioi_circuit
 
     batch = ioi.ioi_batch(bundled_model, ioi.default_prompts(bundled_model, 6, seed=1))
     logits = bundled_model(batch.tokens)
@@ -104,8 +105,43 @@ def test_normalised_logit_diff_and_name_movers(bundled_model):
         ioi.normalised_logit_diff(logits, batch, 1.0, 1.0)
     to_logits = torch.tensor([[-0.5, 0.0], [-0.2, -0.01]])
     to_io, to_s2 = torch.tensor([[0.1, 0.0], [0.9, 0.0]]), torch.tensor([[0.8, 0.0], [0.1, 0.0]])
-    assert ioi.name_movers(to_logits, to_io, to_s2) == ([(0, 0), (1, 0)], [(1, 0)])
+    assert ioi_circuit.name_movers(to_logits, to_io, to_s2) == ([(0, 0), (1, 0)], [(1, 0)])
     # none prefers IO: the strongest carriers stand in, as notebook 03 does
-    assert ioi.name_movers(to_logits, to_s2 * 0, to_s2) == ([(0, 0), (1, 0)], [(0, 0), (1, 0)])
+    assert ioi_circuit.name_movers(to_logits, to_s2 * 0, to_s2) == ([(0, 0), (1, 0)], [(0, 0), (1, 0)])
     with pytest.raises(ValueError, match="Shapes differ"):
-        ioi.name_movers(to_logits, to_io[0], to_s2)
+        ioi_circuit.name_movers(to_logits, to_io[0], to_s2)
+
+
+def test_the_head_class_rules_on_hand_made_scores():
+    from interp_utils.circuits import ioi_circuit
+
+    to_logits = torch.tensor([[-0.5, -0.2], [0.3, 0.0]])
+    end_io, end_s2 = torch.tensor([[0.9, 0.1], [0.8, 0.5]]), torch.tensor([[0.1, 0.7], [0.1, 0.5]])
+    assert ioi_circuit.direct_classes(to_logits, end_io, end_s2) == {
+        "name mover": [(0, 0)],
+        "S-suppression": [(0, 1)],
+        "negative name mover": [(1, 0)],
+    }
+    assert ioi_circuit.s_inhibition_heads(torch.tensor([[-0.1, -0.3], [0.0, -0.01]])) == [(0, 1), (0, 0)]
+    to_si = torch.tensor([[-0.2, -0.2], [0.0, -0.04]])
+    later, earlier = torch.tensor([[0.6, 0.1], [0.9, 0.9]]), torch.tensor([[0.1, 0.6], [0.0, 0.0]])
+    assert ioi_circuit.induction_and_duplicate(to_si, later, earlier) == ([(0, 0)], [(0, 1)])
+    assert ioi_circuit.previous_token_heads(torch.tensor([[-0.06, 0.0], [-0.2, 0.1]])) == [(0, 0), (1, 0)]
+
+
+def test_head_classes_and_path_sweeps_on_the_bundled_model(bundled_model):
+    from interp_utils import ioi
+    from interp_utils.circuits import ioi_circuit
+
+    batch = ioi.ioi_batch(bundled_model, ioi.default_prompts(bundled_model, 8, seed=3), seed=4)
+    runs = ioi_circuit.run_ioi(bundled_model, batch)
+    assert runs.normalised(runs.clean_logits).mean().item() == pytest.approx(1.0, abs=1e-5)
+    assert runs.change(runs.corrupt_logits).mean().item() == pytest.approx(-1.0, abs=1e-5)
+    to_logits = ioi_circuit.path_sweep(bundled_model, batch.tokens, runs.clean_cache, runs.corrupt_cache, runs.change)
+    assert to_logits.shape == (bundled_model.cfg.n_layers, bundled_model.cfg.n_heads)
+    into = ioi_circuit.path_sweep(
+        bundled_model, batch.tokens, runs.clean_cache, runs.corrupt_cache, runs.change, [(2, 0)], "k"
+    )
+    assert (into[2:] == 0).all() and into[:2].abs().sum() > 0  # only earlier heads send into layer 2's keys
+    classes = ioi_circuit.head_classes(runs)
+    assert set(classes) == {c for c in ioi_circuit.WANG_CLASSES if c != "backup name mover"}

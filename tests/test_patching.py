@@ -4,7 +4,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens import patching as tl_patching
 
 from interp_utils import patching
-from interp_utils.patching import Patch
+from interp_utils.circuits.patching import Patch
 
 
 def model_and_data(n_layers=2, attn_only=False, normalization="LN", batch=3, seq=7):

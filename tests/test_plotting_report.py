@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from interp_utils import plotting, report, runtime
-from interp_utils.report import ReproductionMismatch, ReproductionTable, markdown_table, show_source
+from interp_utils.core.report import ReproductionMismatch, ReproductionTable, markdown_table, show_source
 
 
 def test_plot_helpers():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from interp_utils import hooks, ioi, probes, steering
-from interp_utils.sae import SAE, SAEConfig
+from interp_utils.dictionaries.sae import SAE, SAEConfig
 
 
 def planted(n=2000, d=32, noise=1.0, seed=0):

@@ -4,7 +4,7 @@ import pytest
 from interp_utils import reproduce
 
 TABLE_CELL = """import os
-from interp_utils.report import ReproductionTable
+from interp_utils.core.report import ReproductionTable
 table = ReproductionTable("01_ok", model="toy")
 table.add("a finding", "1.0", os.environ["INTERP_FAST"] + "/" + os.environ["INTERP_MODEL"], True)
 table.add("a judgement call", "big", "medium")

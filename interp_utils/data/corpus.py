@@ -1,0 +1,160 @@
+"""The generated corpus and word-level tokenizer of the bundled model.
+
+Documents of four kinds, packed into fixed-length sequences separated by ``<|endoftext|>``:
+IOI stories from the paper's templates, simple English-like sentences, random token spans that
+repeat (at random lengths and offsets), and sentences that repeat. Some names and templates are
+kept out of the IOI stories so the model's IOI behaviour can be measured on held-out ones.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import torch
+from jaxtyping import Int
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+# the IOI stories: the paper's templates, names and nouns, less a held-out split
+from interp_utils.data.ioi import (
+    BABA_TEMPLATES,
+    HELD_OUT_NAMES,
+    HELD_OUT_TEMPLATES,
+    NAMES,
+    NOUNS,
+    OBJECTS,
+    PLACES,
+    TRAIN_NAMES,
+    TRAIN_TEMPLATES,
+    Order,
+    make_ioi_prompts,
+)
+
+__all__ = ["HELD_OUT_NAMES", "HELD_OUT_TEMPLATES", "NOUNS", "TRAIN_NAMES", "TRAIN_TEMPLATES"]  # re-exported: the split
+
+EOT = "<|endoftext|>"
+UNK = "[UNK]"
+
+# Share of each kind of document (see `document`); the model card is written from these numbers.
+MIX: dict[str, float] = {"ioi": 0.30, "plain": 0.20, "random_repeat": 0.30, "sentence_repeat": 0.20}
+
+ADJECTIVES = "big small red old new happy quiet busy warm cold".split()
+ROLE_NOUNS = NOUNS + OBJECTS
+ROLE_NOUN_SHARE = 1 / 3
+OPENERS = ["Then,", "After the lunch,", "Afterwards,", "Later,", "In the morning,", "Yesterday,"]
+PREDICATES = [
+    "went to the [PLACE].",
+    "was working at the [PLACE].",
+    "was commuting to the [PLACE].",
+    "had a lot of fun at the [PLACE].",
+    "was thinking about going to the [PLACE].",
+    "found a [OBJECT] at the [PLACE].",
+    "got a [OBJECT] at the [PLACE].",
+    "wanted to give the [OBJECT] to the [NOUN].",
+    "decided to give it to the [NOUN].",
+    "had a long argument with the [NOUN].",
+    "said that the [OBJECT] was [ADJ].",
+    "liked the [ADJ] [OBJECT].",
+    "saw a [ADJ] [NOUN] near the [PLACE].",
+    "gave a [OBJECT] to the [NOUN].",
+    # names as objects, so that every name (held-out ones too) is something the model can predict
+    "gave a [OBJECT] to [NAME].",
+    "said hello to [NAME].",
+    "talked to [NAME] about the [PLACE].",
+]
+SUBJECTS = ["[NAME]", "The [NOUN]", "The [ADJ] [NOUN]", "Friends of [NAME]", "[NAME] and [NAME]"]
+_SLOTS = {"[NOUN]": NOUNS, "[ADJ]": ADJECTIVES, "[PLACE]": PLACES, "[OBJECT]": OBJECTS}
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def words(text: str) -> list[str]:
+    """Split text into the tokenizer's words (runs of letters and single punctuation marks)."""
+    return _WORD.findall(text)
+
+
+def sentence(rng: random.Random) -> str:
+    """One simple English-like sentence from a small grammar."""
+    text = rng.choice(SUBJECTS) + " " + rng.choice(PREDICATES)
+    if rng.random() < 0.3:
+        text = rng.choice(OPENERS) + " " + (text[0].lower() + text[1:] if text.startswith("The") else text)
+    # names within a sentence are distinct: a repeated name would contradict the IOI pattern
+    for name in rng.sample(NAMES, text.count("[NAME]")):
+        text = text.replace("[NAME]", name, 1)
+    for slot, options in _SLOTS.items():
+        while slot in text:
+            text = text.replace(slot, rng.choice(options), 1)
+    return text
+
+
+def document(rng: random.Random, vocab: list[str]) -> str:
+    """One training document, its kind drawn with the probabilities in :data:`MIX`."""
+    kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
+    if kind == "ioi":  # an IOI story, sometimes after a plain sentence
+        order: Order = rng.choice(("BABA", "ABBA"))
+        # A third of the stories use nouns in the two roles: the rule "copy the entity that was not
+        # repeated" is then not tied to particular names, which is what lets it reach held-out names.
+        cast = ROLE_NOUNS if rng.random() < ROLE_NOUN_SHARE else TRAIN_NAMES
+        (p,) = make_ioi_prompts(1, cast, TRAIN_TEMPLATES, (order,), seed=rng.getrandbits(32))
+        return (sentence(rng) + " " if rng.random() < 0.3 else "") + p.completion
+    if kind == "plain":
+        return " ".join(sentence(rng) for _ in range(rng.randint(1, 4)))
+    if kind == "random_repeat":  # a random span repeated, after a random-length prefix
+        prefix = rng.choices(vocab, k=rng.randint(0, 10))
+        span = rng.choices(vocab, k=rng.randint(4, 30))
+        return " ".join(prefix + span + span)
+    repeated = " ".join(sentence(rng) for _ in range(rng.randint(1, 3)))
+    return " ".join(sentence(rng) for _ in range(rng.randint(0, 2))) + " " + repeated + " " + repeated
+
+
+def all_words() -> list[str]:
+    """Every word the corpus can produce, sorted: the tokenizer's vocabulary (without specials)."""
+    texts = BABA_TEMPLATES + PREDICATES + SUBJECTS + OPENERS + NOUNS + ADJECTIVES + PLACES + OBJECTS + NAMES
+    vocab = {w for t in texts for w in words(t.replace("[", " ").replace("]", " "))}
+    vocab -= {"NAME", "NOUN", "ADJ", "PLACE", "OBJECT", "A", "B"}
+    return sorted(vocab | set(NAMES))
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over :func:`all_words`; ``<|endoftext|>`` is BOS, EOS and padding."""
+    vocab = {w: i for i, w in enumerate([EOT, UNK] + all_words())}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=EOT,
+        eos_token=EOT,
+        pad_token=EOT,
+        unk_token=UNK,
+        model_max_length=1024,
+        # TransformerLens prepends BOS itself; these two keep it from re-loading the tokenizer by name.
+        add_bos_token=True,
+        name_or_path="interp-mini-gpt2",
+    )
+
+
+def tokenizer_batches(tokenizer: PreTrainedTokenizerBase, batch_size: int, n_ctx: int, seed: int = 0):
+    """Endless batches of ``[batch_size, n_ctx]`` token ids from a tokenizer alone (no model yet, as when the bundled
+    model is trained), each row documents packed after BOS. With a model, use ``activations.token_batches``."""
+    rng = random.Random(seed)
+    vocab = all_words()
+    eot = tokenizer.convert_tokens_to_ids(EOT)
+    while True:
+        rows: list[list[int]] = []
+        while len(rows) < batch_size:
+            docs = [document(rng, vocab) for _ in range(n_ctx // 8)]
+            row: list[int] = []
+            for ids in tokenizer(docs, add_special_tokens=False)["input_ids"]:
+                row += [eot] + ids
+                if len(row) >= n_ctx:
+                    break
+            rows.append(row[:n_ctx])
+        batch: Int[torch.Tensor, "batch pos"] = torch.tensor(rows)
+        yield batch
+
+
+def sample_text(n_docs: int = 5, seed: int = 0) -> list[str]:
+    """A few documents, to look at what the bundled model was trained on."""
+    rng = random.Random(seed)
+    vocab = all_words()
+    return [document(rng, vocab) for _ in range(n_docs)]

@@ -1,0 +1,1 @@
+"""Probing: linear probes and steering (lesson 07)."""

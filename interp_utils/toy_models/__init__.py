@@ -1,0 +1,1 @@
+"""Toy models: the models of Toy Models of Superposition (lesson 01)."""
