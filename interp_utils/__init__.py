@@ -11,8 +11,10 @@
 - ``models``: the bundled model's training script and the GPT-2 stand-in the tests run
 - ``course``: exercise checks, learner copies, the reproduce command, Colab set-up
 
-Notebooks import modules by their short names (``from interp_utils import ioi, patching``): each is loaded on
-first use, so importing the package loads nothing heavy and changes no other library's settings.
+Notebooks import modules by their short names (``from interp_utils import ioi, patching``), and the set-up and
+report helpers every lesson uses by name (``from interp_utils import ReproductionTable, choose_model``): each is
+loaded on first use. Importing the package loads only the model-loading and run-time helpers (and so torch and
+TransformerLens), and changes no other library's settings.
 """
 
 from __future__ import annotations
@@ -49,6 +51,18 @@ MODULES: dict[str, str] = {
     **{m: f"course.{m}" for m in ("checks", "exercises", "reproduce", "colab")},
 }
 
+# what every lesson's set-up and closing table use, by name -> the module that defines it
+NAMES: dict[str, str] = {
+    "choose_model": "core.footprint",
+    "shrink": "core.footprint",
+    "model_label": "core.loading",
+    "text_source": "core.loading",
+    "ReproductionTable": "core.report",
+    "markdown_table": "core.report",
+    "show_markdown": "core.report",
+    "show_source": "core.report",
+}
+
 if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ loads on first use
     from interp_utils.circuits import (
         discovery,
@@ -62,6 +76,9 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ load
         reference_circuits,
     )
     from interp_utils.core import footprint, hooks, loading, metrics, plotting, report, runtime
+    from interp_utils.core.footprint import choose_model, shrink
+    from interp_utils.core.loading import model_label, text_source
+    from interp_utils.core.report import ReproductionTable, markdown_table, show_markdown, show_source
     from interp_utils.data import activations, corpus, facts, ioi
     from interp_utils.dictionaries import clt, dashboards, sae, sae_metrics, training, transcoders
     from interp_utils.probing import probes, steering
@@ -74,11 +91,18 @@ def __getattr__(name: str) -> Any:
         module = importlib.import_module(f"interp_utils.{MODULES[name]}")
         globals()[name] = module
         return module
-    raise AttributeError(f"module 'interp_utils' has no attribute {name!r}; its modules are {sorted(MODULES)}")
+    if name in NAMES:
+        value = getattr(importlib.import_module(f"interp_utils.{NAMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(
+        f"module 'interp_utils' has no attribute {name!r}; its modules are {sorted(MODULES)}, "
+        f"and it also gives {sorted(NAMES)}"
+    )
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(MODULES))
+    return sorted(set(globals()) | set(MODULES) | set(NAMES))
 
 
 __all__ = ["load_model", "load_bundled", "is_bundled", "fast_mode", "get_device", "param", "set_seed"]

@@ -1,5 +1,5 @@
-"""Transcoders, the local replacement model and attribution graphs (interp_utils.tracing.attribution), on the bundled
-model.
+"""Transcoders, the local replacement model and attribution graphs (interp_utils.tracing.attribution), on the
+bundled model.
 
 Untrained transcoders are enough here: the identities below hold for any transcoder, since the local replacement
 model adds back whatever error a transcoder makes.
@@ -102,7 +102,7 @@ def check_against_circuit_tracer(model, tcs, graph: AttributionGraph) -> None:
     """circuit-tracer, on the same model and transcoders, computes the same graph, pruning and scores."""
     theirs = interop.attribute(interop.to_circuit_tracer(model, tcs), graph.tokens, batch_size=64)
     agreement = interop.compare(graph, theirs)
-    assert agreement.same_nodes and agreement.activation_diff <= 1e-5, agreement
+    assert agreement.same_nodes and torch.allclose(theirs.activation_values, graph.activations, atol=1e-5), agreement
     assert interop.agrees(agreement, edge_tol=1e-4, score_tol=1e-5), agreement
 
 

@@ -1,6 +1,5 @@
 """Cross-layer transcoders (interp_utils.dictionaries.clt): the forward pass, training, the replacement model and
-attribution graphs
-built on them, and the same graph from circuit-tracer's CrossLayerTranscoder.
+attribution graphs built on them, and the same graph from circuit-tracer's CrossLayerTranscoder.
 
 Untrained CLTs (scales and biases set from real activations) are enough for the identities; one short training run
 checks that training reduces the loss.

@@ -9,9 +9,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: tomli, which mypy brings there, is the same parser
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 

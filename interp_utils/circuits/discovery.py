@@ -1,6 +1,6 @@
 """Automated circuit discovery on an :class:`~interp_utils.circuits.edge_graph.EdgeGraph`: ACDC (Conmy et al. 2023),
-and how a
-method's edges are scored against a reference circuit (ROC curves and their area, faithfulness of the top edges)."""
+and how a method's edges are scored against a reference circuit (ROC curves and their area, faithfulness of the top
+edges)."""
 
 from __future__ import annotations
 

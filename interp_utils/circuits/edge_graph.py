@@ -4,8 +4,7 @@ Upstream nodes write to the residual stream: the embeddings (token + position), 
 nodes read from it: each head's query, key and value inputs, each MLP's input, the logits. An edge runs from every
 upstream node to every later downstream node (Conmy et al. 2023). Patching an edge replaces what flows along it, the
 upstream node's output, by its value on the corrupted input, with everything else computed as usual. EAP and EAP-IG,
-which
-estimate every edge's effect from gradients, are in :mod:`interp_utils.circuits.edge_attribution`.
+which estimate every edge's effect from gradients, are in :mod:`interp_utils.circuits.edge_attribution`.
 """
 
 from __future__ import annotations

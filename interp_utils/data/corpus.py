@@ -16,8 +16,9 @@ from jaxtyping import Int
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-# the IOI stories: the paper's templates, names and nouns, less a held-out split
-from interp_utils.data.ioi import (
+# the IOI stories: the paper's templates, names and nouns, less a held-out split (re-exported here as
+# corpus.HELD_OUT_NAMES and corpus.HELD_OUT_TEMPLATES: what the corpus holds out)
+from interp_utils.data.ioi import (  # noqa: F401
     BABA_TEMPLATES,
     HELD_OUT_NAMES,
     HELD_OUT_TEMPLATES,
@@ -30,8 +31,6 @@ from interp_utils.data.ioi import (
     Order,
     make_ioi_prompts,
 )
-
-__all__ = ["HELD_OUT_NAMES", "HELD_OUT_TEMPLATES", "NOUNS", "TRAIN_NAMES", "TRAIN_TEMPLATES"]  # re-exported: the split
 
 EOT = "<|endoftext|>"
 UNK = "[UNK]"

@@ -4,8 +4,8 @@ layer's MLP output and every later one's.
 Layer s's features are TopK(W_enc[s] x_s + b_enc[s]) (k per layer and token, as a per-layer transcoder), and MLP
 output l is predicted as sum_{s <= l} f_s W_dec[s][:, l - s] + b_dec[l]. ``W_dec[s]`` is [d_sae, n_layers - s, d],
 circuit-tracer's layout; each feature's decoders together have unit norm. Inputs and outputs are rescaled per
-layer inside the module, as :class:`interp_utils.dictionaries.sae.SAE` does; ``encode`` and ``decode`` are in model
-units.
+layer inside the module, as :class:`interp_utils.dictionaries.sae.SAE` does; ``encode`` and ``decode`` are in
+model units.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from transformer_lens import HookedTransformer
 
 from interp_utils.core import hooks
 from interp_utils.core.hooks import Hook
+from interp_utils.core.loading import TextSource
 from interp_utils.data import activations
 from interp_utils.dictionaries.sae import geometric_median, topk_relu
 from interp_utils.dictionaries.training import LoopConfig, TrainLog, train_loop
@@ -194,6 +195,7 @@ def train_clt(
     lr_decay: float = 0.2,
     log_every: int = 10,
     progress: bool = True,
+    source: TextSource | None = None,
 ) -> tuple[CrossLayerTranscoder, TrainLog]:
     """A CLT trained with Adam on ``n_tokens`` (MLP inputs, MLP outputs) of every layer at once, from the same
     shuffling buffer as the per-layer transcoders; dead features (not fired for ``min(cfg.dead_tokens,
@@ -206,7 +208,9 @@ def train_clt(
     start = time.perf_counter()
     torch.manual_seed(seed)
     L = cfg.n_layers
-    text = activations.token_batches(model, 32, n_ctx=min(n_ctx, model.cfg.n_ctx), seed=seed)
+    text = activations.token_batches(
+        model, 32, min(n_ctx, model.cfg.n_ctx), seed, source
+    )  # the model's own text by default
     pool_tokens = max(2 * batch_size, min(pool_tokens, n_tokens))
     buffer = activations.ActivationBuffer(model, clt_hooks(model), text, batch_size=batch_size, pool_tokens=pool_tokens)
     device = model.W_E.device

@@ -2,8 +2,8 @@
 
 A per-layer transcoder reads ``hooks.name("ln2_normalized", L)`` (the MLP's input, after its LayerNorm) and predicts
 ``hooks.name("mlp_out", L)``; it is an :class:`interp_utils.dictionaries.sae.SAE` with ``d_out`` set. Here: training
-one per
-layer, the next-token loss with MLPs replaced, and conversion to circuit-tracer's ``TranscoderSet``.
+one per layer and the next-token loss with MLPs replaced (conversion to circuit-tracer:
+:mod:`interp_utils.tracing.circuit_tracer_interop`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from transformer_lens import HookedTransformer
 
 from interp_utils.core import hooks
 from interp_utils.core.hooks import Hook, mean_loss, splice_hooks, zero_past_bos
+from interp_utils.core.loading import TextSource
 from interp_utils.data import activations
 from interp_utils.dictionaries.clt import CrossLayerTranscoder, clt_replacement_hooks
 from interp_utils.dictionaries.sae import SAE, SAEConfig, train_sae
@@ -112,11 +113,13 @@ def train_transcoders(
     pool_tokens: int = 2**17,
     n_ctx: int = 128,
     seed: int = 0,
+    source: TextSource | None = None,
     **train_kwargs,
 ) -> tuple[Transcoders, dict[int, TrainLog]]:
     """One transcoder per layer in ``layers`` (``cfg`` gives the sizes), each trained on ``n_tokens`` fresh
-    (MLP input, MLP output) pairs from :func:`interp_utils.data.activations.token_batches`, shuffled in a buffer of
-    ``pool_tokens`` (no more than ``n_tokens``: a short run needs no bigger pool)."""
+    (MLP input, MLP output) pairs from :func:`interp_utils.data.activations.token_batches` (text from ``source``, by
+    default the model's own), shuffled in a buffer of ``pool_tokens`` (no more than ``n_tokens``: a short run needs no
+    bigger pool)."""
     if cfg.d_out is None:
         raise ValueError("cfg.d_out must be set (to d_model) for a transcoder.")
     pool_tokens = max(2 * batch_size, min(pool_tokens, n_tokens))
@@ -124,7 +127,7 @@ def train_transcoders(
     for layer in layers:
         start = time.perf_counter()
         torch.manual_seed(seed + layer)
-        text = activations.token_batches(model, 32, n_ctx=min(n_ctx, model.cfg.n_ctx), seed=seed + layer)
+        text = activations.token_batches(model, 32, min(n_ctx, model.cfg.n_ctx), seed + layer, source)
         pair = [hooks.name("ln2_normalized", layer), hooks.name("mlp_out", layer)]
         buffer = activations.ActivationBuffer(model, pair, text, batch_size=batch_size, pool_tokens=pool_tokens)
         transcoders[layer] = SAE(cfg, device=model.W_E.device)

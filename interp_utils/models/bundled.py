@@ -147,16 +147,17 @@ def evaluate(model: HookedTransformer, n_prompts: int = 400, seed: int = 123) ->
 def ioi_circuit(model: HookedTransformer, n_prompts: int = 120, seed: int = 123) -> dict:
     """Who writes the IOI answer on notebook 03's distribution (held-out names, training templates): the direct
     shares of attention and MLPs, and the heads whose direct paths carry it (path patching to the logits)."""
-    from interp_utils.circuits import dla, ioi_circuit
+    from interp_utils.circuits import dla
+    from interp_utils.circuits import ioi_circuit as rules
     from interp_utils.data import ioi
 
     batch = ioi.ioi_batch(model, ioi.default_prompts(model, n_prompts, seed=seed), seed=seed + 1)
-    runs = ioi_circuit.run_ioi(model, batch)
+    runs = rules.run_ioi(model, batch)
     clean, clean_cache = runs.clean, runs.clean_cache
     layers = dla.layer_direct_effects(model, clean_cache, batch)
-    to_logits = ioi_circuit.path_sweep(model, batch.tokens, clean_cache, runs.corrupt_cache, runs.change)
-    end_io, end_s2 = (ioi_circuit.mean_attention(clean_cache, batch, "end", src) for src in ("IO", "S2"))
-    carriers, movers = ioi_circuit.name_movers(to_logits, end_io, end_s2)
+    to_logits = rules.path_sweep(model, batch.tokens, clean_cache, runs.corrupt_cache, runs.change)
+    end_io, end_s2 = (rules.mean_attention(clean_cache, batch, "end", src) for src in ("IO", "S2"))
+    carriers, movers = rules.name_movers(to_logits, end_io, end_s2)
     return {
         "attention_share": round(sum(v for k, v in layers.items() if k.startswith("attn")) / clean, 3),
         "mlp_share": round(sum(v for k, v in layers.items() if k.startswith("mlp")) / clean, 3),

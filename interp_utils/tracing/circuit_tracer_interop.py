@@ -98,10 +98,15 @@ def attribute(replacement, tokens: Int[Tensor, " pos"], batch_size: int = 256):
     notices (a PyTorch note about backward hooks; a warning that a graph without a "scan" cannot be uploaded)."""
     from circuit_tracer.attribution.attribute import attribute as ct_attribute
 
-    logging.getLogger("circuit_tracer").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Full backward hook")
-        return ct_attribute(tokens, replacement, batch_size=batch_size)
+    logger = logging.getLogger("circuit_tracer")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Full backward hook")
+            return ct_attribute(tokens, replacement, batch_size=batch_size)
+    finally:
+        logger.setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,7 @@ class Agreement:
     same_nodes: bool  # the same active features and the same logit targets
     activation_diff: float  # largest difference of the features' activations (nan where the nodes differ)
     edge_diff: float  # largest difference of any edge (nan where the nodes differ)
+    largest_edge: float  # the largest |edge| of ours, the scale of edge_diff
     same_pruning: bool  # the same nodes and edges kept at the default thresholds
     replacement: float  # circuit-tracer's replacement score
     completeness: float  # circuit-tracer's completeness score
@@ -148,6 +154,7 @@ def compare(ours: AttributionGraph, theirs) -> Agreement:
         same_nodes,
         activation_diff,
         edge_diff,
+        ours.adjacency.abs().max().item(),
         same_pruning,
         float(replacement),
         float(completeness),
@@ -155,11 +162,12 @@ def compare(ours: AttributionGraph, theirs) -> Agreement:
     )
 
 
-def agrees(agreement: Agreement, edge_tol: float = 1e-4, score_tol: float = 1e-5) -> bool:
-    """The same nodes, edges within ``edge_tol``, the same pruning, and scores within ``score_tol``."""
+def agrees(agreement: Agreement, edge_tol: float = 1e-4, score_tol: float = 1e-5, rel_tol: float = 1e-5) -> bool:
+    """The same nodes, edges within ``edge_tol`` plus ``rel_tol`` of the largest edge (as ``torch.allclose``
+    allows), the same pruning, and scores within ``score_tol``."""
     return (
         agreement.same_nodes
-        and agreement.edge_diff <= edge_tol
+        and agreement.edge_diff <= edge_tol + rel_tol * agreement.largest_edge
         and agreement.same_pruning
         and math.isclose(agreement.replacement, agreement.ours["replacement"], abs_tol=score_tol)
         and math.isclose(agreement.completeness, agreement.ours["completeness"], abs_tol=score_tol)

@@ -15,6 +15,7 @@ from interp_utils.circuits.heads import copying_score
 from interp_utils.circuits.ioi_circuit import IOIRuns, run_ioi
 from interp_utils.circuits.patching import Patch
 from interp_utils.core import hooks
+from interp_utils.core.metrics import normalised_metric
 from interp_utils.course.checks import answered, close
 from interp_utils.data import ioi
 
@@ -81,7 +82,7 @@ def check_normalised_logit_diff(fn: Callable[[Tensor, ioi.IOIBatch, float, float
     batch, logits = _hand_batch()
     diffs = ioi.logit_diff(logits, batch)
     for clean, corrupt in [(diffs.mean().item(), 0.0), (4.0, 1.0), (2.0, -3.0)]:
-        want = (diffs - corrupt) / (clean - corrupt)
+        want = normalised_metric(diffs, clean, corrupt)
         got = fn(logits, batch, clean, corrupt)
         got = _shaped(got, (2,), "one value per prompt ([batch])")
         if not torch.allclose(got.float(), want, atol=1e-5):

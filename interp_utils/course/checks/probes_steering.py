@@ -1,7 +1,6 @@
 """Checks for notebook 07's exercises (probes and steering): cases worked out by hand, then the suite's reference
-implementations in :mod:`interp_utils.probing.probes` and :mod:`interp_utils.probing.steering`, with the usual wrong
-answers
-recognised and named."""
+implementations in :mod:`interp_utils.probing.probes` and :mod:`interp_utils.probing.steering`, with the usual
+wrong answers recognised and named."""
 
 from __future__ import annotations
 
