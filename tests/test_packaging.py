@@ -64,15 +64,22 @@ def test_wheel_holds_every_module(tmp_path):
     assert "interp_utils/course/checks/ioi.py" in names
 
 
-def test_import_changes_no_library_settings():
-    """Importing interp_utils (and its short names) leaves tqdm and torch as they were."""
+def test_imports_are_light_and_change_no_library_settings():
+    """In a fresh interpreter: the attribution-graph and token-stream modules import no IOI templates, head scores,
+    corpus or stand-in (the text source is passed in); and importing interp_utils with every short name leaves tqdm's
+    and torch's settings as they were."""
     code = (
-        "import tqdm, torch\n"
+        "import sys, tqdm, torch\n"
         "state = lambda: (tqdm.tqdm.monitor_interval, torch.get_default_dtype(), torch.get_num_threads(),\n"
         "                 torch.are_deterministic_algorithms_enabled(), torch.is_grad_enabled())\n"
         "before = state()\n"
+        "import interp_utils.tracing.attribution, interp_utils.data.activations\n"
+        "loaded = {m for m in sys.modules if m.startswith('interp_utils.')}\n"
+        "bad = loaded & {'interp_utils.data.ioi', 'interp_utils.circuits.heads', 'interp_utils.data.corpus',"
+        " 'interp_utils.models.standin'}\n"
+        "assert not bad, bad\n"
         "import interp_utils\n"
-        "for name in interp_utils.MODULES: getattr(interp_utils, name)\n"
+        "for name in [*interp_utils.MODULES, *interp_utils.NAMES]: getattr(interp_utils, name)\n"
         "assert state() == before, (before, state())\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -84,21 +91,10 @@ def test_short_names_are_the_subpackage_modules():
 
     for short, path in interp_utils.MODULES.items():
         assert getattr(interp_utils, short) is importlib.import_module(f"interp_utils.{path}")
+    for name, path in interp_utils.NAMES.items():
+        assert getattr(interp_utils, name) is getattr(importlib.import_module(f"interp_utils.{path}"), name)
     with pytest.raises(AttributeError, match="its modules are"):
         interp_utils.no_such_module  # noqa: B018
-
-
-def test_attribution_graph_does_not_import_the_ioi_lesson():
-    """Building an attribution graph needs no IOI templates, head scores or corpus (the text source is passed in)."""
-    code = (
-        "import sys, interp_utils.tracing.attribution, interp_utils.data.activations\n"
-        "loaded = {m for m in sys.modules if m.startswith('interp_utils.')}\n"
-        "bad = loaded & {'interp_utils.data.ioi', 'interp_utils.circuits.heads', 'interp_utils.data.corpus',"
-        " 'interp_utils.models.standin'}\n"
-        "assert not bad, bad\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_circuit_tracer_runs_through_the_transformerlens_backend(bundled_model):

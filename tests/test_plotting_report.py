@@ -64,3 +64,22 @@ def test_markdown_table_and_source(monkeypatch):
 def test_layer_position_heatmap():
     fig = plotting.layer_position(torch.zeros(3, 2), ["S2", "end"], "sweep")
     assert list(fig.data[0].x) == ["S2", "end"] and fig.layout.title.text == "sweep"
+
+
+def test_add_heads_builds_a_row_against_a_reference_list():
+    from interp_utils.core.report import ReproductionTable
+
+    table = ReproductionTable("t")
+    table.add_heads("induction heads", ["5.5", "6.9"], ["5.5", "7.1"], 1, "Olsson et al.", ranked=True)
+    table.add_heads("name movers", ["9.9", "9.6", "10.0"], ["9.9"], 2, overlap=True)
+    table.add_heads("card", ["1.3"], ["1.2", "1.3"], "first")
+    table.add_heads("none found", ["0.1"], [], None)
+    rows = [(r.paper, r.measured, r.agrees) for r in table.rows]
+    assert rows == [
+        ("5.5, 6.9 (Olsson et al.)", "top 2 by score: 5.5, 7.1", True),
+        ("9.9, 9.6, 10.0", "9.9 (1 of 3 of the paper's)", False),
+        ("1.3", "1.2, 1.3", False),
+        ("0.1", "none", None),
+    ]
+    with pytest.raises(ValueError, match="need must be between"):
+        table.add_heads("too many", ["0.1"], ["0.1"], 2)

@@ -61,6 +61,11 @@ def all_heads(model: HookedTransformer) -> list[Head]:
     return [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
 
 
+def _heads_of(scores: Float[Tensor, "layer head"]) -> list[Head]:
+    """Every (layer, head) of a [layer, head] table, layer by layer."""
+    return [(layer, head) for layer in range(scores.shape[0]) for head in range(scores.shape[1])]
+
+
 def path_sweep(
     model: HookedTransformer,
     tokens: Int[Tensor, "batch pos"],
@@ -145,7 +150,7 @@ def direct_classes(
     patched and attend END → IO more than → S2; **S-suppression** heads lower it and attend to S2 at least as much;
     **negative name movers** raise it and prefer IO. Heads in layer order."""
     prefers_io = end_io > end_s2
-    heads_ = [(layer, head) for layer in range(to_logits.shape[0]) for head in range(to_logits.shape[1])]
+    heads_ = _heads_of(to_logits)
     return {
         "name mover": [h for h in heads_ if to_logits[h] < -threshold and prefers_io[h]],
         "S-suppression": [h for h in heads_ if to_logits[h] < -threshold and not prefers_io[h]],
@@ -170,7 +175,7 @@ def induction_and_duplicate(
     """Heads whose path into the S-inhibition heads' keys or values (the stronger of the two) lowers the logit
     difference, told apart by where S2 attends: **induction** heads to S1+1, **duplicate-token** heads to S1."""
     later = s2_to_s1_plus_1 > s2_to_s1
-    heads_ = [(layer, head) for layer in range(later.shape[0]) for head in range(later.shape[1])]
+    heads_ = _heads_of(later)
     found = [h for h in heads_ if to_s_inhibition[h] < -threshold]
     return [h for h in found if later[h]], [h for h in found if not later[h]]
 
@@ -179,9 +184,7 @@ def previous_token_heads(
     to_induction_keys: Float[Tensor, "layer head"], threshold: float = PATH_THRESHOLD
 ) -> list[Head]:
     """Heads whose path into the induction heads' keys lowers the logit difference, in layer order."""
-    heads_ = [
-        (layer, head) for layer in range(to_induction_keys.shape[0]) for head in range(to_induction_keys.shape[1])
-    ]
+    heads_ = _heads_of(to_induction_keys)
     return [h for h in heads_ if to_induction_keys[h] < -threshold]
 
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from interp_utils.core.runtime import device_name, fast_mode, peak_gpu_memory, strict_mode
 
@@ -61,6 +62,35 @@ class ReproductionTable:
 
     def add(self, finding: str, paper: str, measured: str, agrees: bool | None = None) -> None:
         self.rows.append(Row(finding, paper, measured, None if agrees is None else bool(agrees)))
+
+    def add_heads(
+        self,
+        finding: str,
+        reference: Sequence[str],
+        found: Sequence[str],
+        need: int | Literal["first"] | None,
+        source: str | None = None,
+        ranked: bool = False,
+        overlap: bool = False,
+    ) -> None:
+        """A row comparing the heads found (labels such as "9.9") with a reference list: the paper's, or a model
+        card's (``source`` names it). ``need``: how many of the reference must be among those found, ``"first"``
+        that the top one found is the reference's first, or None (not judged: no reference, or a model the reference
+        is not about). ``ranked`` says the heads found are the top ones by a score; ``overlap`` adds how many of the
+        reference were found."""
+        if isinstance(need, int) and not 0 <= need <= len(reference):
+            raise ValueError(f"need must be between 0 and the {len(reference)} reference heads, got {need}.")
+        shared = len(set(found) & set(reference))
+        paper = (", ".join(reference) or "n/a") + (f" ({source})" if source else "")
+        measured = (f"top {len(found)} by score: " if ranked else "") + (", ".join(found) or "none")
+        measured += f" ({shared} of {len(reference)} of the paper's)" if overlap else ""
+        if need is None:
+            agrees = None
+        elif need == "first":
+            agrees = bool(found) and bool(reference) and found[0] == reference[0]
+        else:
+            agrees = shared >= need
+        self.add(finding, paper, measured, agrees)
 
     def markdown(self) -> str:
         mark = {True: "yes", False: "**no**", None: "see text"}

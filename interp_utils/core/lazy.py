@@ -1,0 +1,27 @@
+"""Names a package gives on first use: a subpackage's ``__init__`` lists what its modules define, so that
+``from interp_utils.dictionaries import SAE`` works without importing every module of the subpackage up front (and
+without import cycles between subpackages)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def lazy_names(package: str, names: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for ``package``: each of ``names`` (name -> the module of the package that
+    defines it) is imported from that module on first use and kept."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}; it gives {sorted(names)}")
+        value = getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(names))
+
+    return __getattr__, __dir__
