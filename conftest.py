@@ -3,10 +3,10 @@
 INTERP_FAST=0 pytest runs full-size notebooks; strict mode (INTERP_STRICT=1) turns a reproduction row that
 disagrees with the paper into a failing notebook.
 
-Tiers (markers): ``unit`` is the quick tier (``pytest -m unit``, about 2 minutes on 2 cores); ``notebook`` executes a
-lesson with nbmake; ``standin`` runs a lesson on the GPT-2 stand-in; ``browser`` opens notebooks in headless Chromium;
-``index`` asks the package index; ``slow`` is a unit-level test that takes long (builds a wheel, runs a benchmark or
-a training run). Plain ``pytest`` runs every tier.
+Tiers (markers): ``unit`` is the quick tier (``pytest -m unit``); ``notebook`` executes a lesson with nbmake;
+``standin`` runs a lesson on the GPT-2 stand-in; ``browser`` opens notebooks in headless Chromium; ``index`` asks the
+package index; ``slow`` is a unit-level test that takes long (builds a wheel, runs a benchmark or a training run).
+Plain ``pytest`` runs every tier; docs/testing.md says how long each takes.
 """
 
 import os

@@ -3,6 +3,7 @@ same packages and agree; importing the package changes no other library's settin
 backend the suite uses."""
 
 import importlib
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,7 +15,7 @@ from packaging.utils import canonicalize_name
 
 try:
     import tomllib
-except ImportError:  # Python 3.10: tomli, which mypy brings there, is the same parser
+except ImportError:  # Python 3.10: tomli (requirements-dev.txt), the same parser
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,9 +50,14 @@ def test_every_pin_lies_in_its_range():
 @pytest.mark.slow
 def test_wheel_holds_every_module(tmp_path):
     """setuptools' package discovery: every module under interp_utils/ (subpackages included) is in the wheel."""
+    source = tmp_path / "src"  # a copy, so that no build/ left in the checkout can add or hide a module
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "interp_utils", source / "interp_utils", ignore=shutil.ignore_patterns("__pycache__"))
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), "."],
-        cwd=ROOT,
+        cwd=source,
         capture_output=True,
         text=True,
         timeout=300,
@@ -93,6 +99,10 @@ def test_short_names_are_the_subpackage_modules():
         assert getattr(interp_utils, short) is importlib.import_module(f"interp_utils.{path}")
     for name, path in interp_utils.NAMES.items():
         assert getattr(interp_utils, name) is getattr(importlib.import_module(f"interp_utils.{path}"), name)
+    for sub in ("core", "toy_models", "circuits", "dictionaries", "tracing"):  # the names each subpackage gives
+        package = importlib.import_module(f"interp_utils.{sub}")
+        for name, module in package.NAMES.items():
+            assert getattr(package, name) is getattr(importlib.import_module(f"interp_utils.{sub}.{module}"), name)
     with pytest.raises(AttributeError, match="its modules are"):
         interp_utils.no_such_module  # noqa: B018
 

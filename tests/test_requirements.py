@@ -28,6 +28,7 @@ DEV_ONLY = {
     "scikit-learn",
     "scipy",
     "setuptools",
+    "tomli",
 }
 COLAB_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]  # Colab runs 3.12 now and moves on; the README promises 3.10+
 

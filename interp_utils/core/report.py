@@ -84,10 +84,10 @@ class ReproductionTable:
         paper = (", ".join(reference) or "n/a") + (f" ({source})" if source else "")
         measured = (f"top {len(found)} by score: " if ranked else "") + (", ".join(found) or "none")
         measured += f" ({shared} of {len(reference)} of the paper's)" if overlap else ""
-        if need is None:
+        if need is None or not reference:  # nothing to compare with: not judged
             agrees = None
         elif need == "first":
-            agrees = bool(found) and bool(reference) and found[0] == reference[0]
+            agrees = bool(found) and found[0] == reference[0]
         else:
             agrees = shared >= need
         self.add(finding, paper, measured, agrees)

@@ -208,9 +208,8 @@ def train_clt(
     start = time.perf_counter()
     torch.manual_seed(seed)
     L = cfg.n_layers
-    text = activations.token_batches(
-        model, 32, min(n_ctx, model.cfg.n_ctx), seed, source
-    )  # the model's own text by default
+    # the model's own text unless ``source`` says otherwise
+    text = activations.token_batches(model, 32, n_ctx=min(n_ctx, model.cfg.n_ctx), seed=seed, source=source)
     pool_tokens = max(2 * batch_size, min(pool_tokens, n_tokens))
     buffer = activations.ActivationBuffer(model, clt_hooks(model), text, batch_size=batch_size, pool_tokens=pool_tokens)
     device = model.W_E.device

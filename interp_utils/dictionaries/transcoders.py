@@ -127,7 +127,7 @@ def train_transcoders(
     for layer in layers:
         start = time.perf_counter()
         torch.manual_seed(seed + layer)
-        text = activations.token_batches(model, 32, min(n_ctx, model.cfg.n_ctx), seed + layer, source)
+        text = activations.token_batches(model, 32, n_ctx=min(n_ctx, model.cfg.n_ctx), seed=seed + layer, source=source)
         pair = [hooks.name("ln2_normalized", layer), hooks.name("mlp_out", layer)]
         buffer = activations.ActivationBuffer(model, pair, text, batch_size=batch_size, pool_tokens=pool_tokens)
         transcoders[layer] = SAE(cfg, device=model.W_E.device)

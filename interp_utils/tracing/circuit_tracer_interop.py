@@ -117,6 +117,8 @@ class Agreement:
     activation_diff: float  # largest difference of the features' activations (nan where the nodes differ)
     edge_diff: float  # largest difference of any edge (nan where the nodes differ)
     largest_edge: float  # the largest |edge| of ours, the scale of edge_diff
+    edges_close: bool  # every edge within torch.allclose's tolerance (atol 1e-4, rtol 1e-5) of ours
+    activations_close: bool  # every activation within atol 1e-5, rtol 1e-5 of ours
     same_pruning: bool  # the same nodes and edges kept at the default thresholds
     replacement: float  # circuit-tracer's replacement score
     completeness: float  # circuit-tracer's completeness score
@@ -124,7 +126,8 @@ class Agreement:
 
     def __str__(self) -> str:
         return (
-            f"same nodes {self.same_nodes}; largest edge difference {self.edge_diff:.1e}; same pruning "
+            f"same nodes {self.same_nodes}; largest edge difference {self.edge_diff:.1e} (largest edge "
+            f"{self.largest_edge:.2f}), largest activation difference {self.activation_diff:.1e}; same pruning "
             f"{self.same_pruning}; scores, circuit-tracer vs ours: replacement {self.replacement:.4f} vs "
             f"{self.ours['replacement']:.4f}, completeness {self.completeness:.4f} vs {self.ours['completeness']:.4f}"
         )
@@ -150,11 +153,15 @@ def compare(ours: AttributionGraph, theirs) -> Agreement:
         and torch.equal(pruned.edge_mask.cpu(), mine.edge_mask.cpu())
     )
     replacement, completeness = compute_graph_scores(theirs)
+    edges_close = same_nodes and torch.allclose(theirs.adjacency_matrix.cpu(), ours.adjacency.cpu(), atol=1e-4)
+    activations_close = same_nodes and torch.allclose(theirs.activation_values.cpu(), ours.activations.cpu(), atol=1e-5)
     return Agreement(
         same_nodes,
         activation_diff,
         edge_diff,
         ours.adjacency.abs().max().item(),
+        edges_close,
+        activations_close,
         same_pruning,
         float(replacement),
         float(completeness),
@@ -162,12 +169,13 @@ def compare(ours: AttributionGraph, theirs) -> Agreement:
     )
 
 
-def agrees(agreement: Agreement, edge_tol: float = 1e-4, score_tol: float = 1e-5, rel_tol: float = 1e-5) -> bool:
-    """The same nodes, edges within ``edge_tol`` plus ``rel_tol`` of the largest edge (as ``torch.allclose``
-    allows), the same pruning, and scores within ``score_tol``."""
+def agrees(agreement: Agreement, score_tol: float = 1e-5) -> bool:
+    """The same nodes, every edge and activation close (``torch.allclose``, as :class:`Agreement` records), the same
+    pruning, and scores within ``score_tol``."""
     return (
         agreement.same_nodes
-        and agreement.edge_diff <= edge_tol + rel_tol * agreement.largest_edge
+        and agreement.edges_close
+        and agreement.activations_close
         and agreement.same_pruning
         and math.isclose(agreement.replacement, agreement.ours["replacement"], abs_tol=score_tol)
         and math.isclose(agreement.completeness, agreement.ours["completeness"], abs_tol=score_tol)
