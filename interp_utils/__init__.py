@@ -19,9 +19,9 @@ TransformerLens), and changes no other library's settings.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from interp_utils.core.lazy import lazy_names
 from interp_utils.core.loading import is_bundled, load_bundled, load_model
 from interp_utils.core.runtime import fast_mode, get_device, param, set_seed
 
@@ -63,7 +63,7 @@ NAMES: dict[str, str] = {
     "show_source": "core.report",
 }
 
-if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ loads on first use
+if TYPE_CHECKING:  # for type checkers and editors; at run time each is loaded on first use (core.lazy)
     from interp_utils.circuits import (
         discovery,
         dla,
@@ -86,23 +86,6 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ load
     from interp_utils.tracing import attribution, attribution_graph, circuit_tracer_interop
 
 
-def __getattr__(name: str) -> Any:
-    if name in MODULES:
-        module = importlib.import_module(f"interp_utils.{MODULES[name]}")
-        globals()[name] = module
-        return module
-    if name in NAMES:
-        value = getattr(importlib.import_module(f"interp_utils.{NAMES[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(
-        f"module 'interp_utils' has no attribute {name!r}; its modules are {sorted(MODULES)}, "
-        f"and it also gives {sorted(NAMES)}"
-    )
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(MODULES) | set(NAMES))
-
+__getattr__, __dir__ = lazy_names(__name__, NAMES, MODULES)
 
 __all__ = ["load_model", "load_bundled", "is_bundled", "fast_mode", "get_device", "param", "set_seed"]

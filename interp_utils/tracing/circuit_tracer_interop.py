@@ -141,11 +141,16 @@ def compare(ours: AttributionGraph, theirs) -> Agreement:
         torch.equal(theirs.active_features.cpu(), ours.features.cpu())
         and [t.vocab_idx for t in theirs.logit_targets] == ours.logit_tokens.tolist()
     )
-    nan = float("nan")
-    activation_diff = (
-        (theirs.activation_values.cpu() - ours.activations.cpu()).abs().max().item() if same_nodes else nan
-    )
-    edge_diff = (theirs.adjacency_matrix.cpu() - ours.adjacency.cpu()).abs().max().item() if same_nodes else nan
+
+    def difference(theirs_: Tensor, ours_: Tensor, atol: float) -> tuple[float, bool]:
+        """The largest difference, and whether every value is within ``torch.allclose``'s tolerance."""
+        if not same_nodes:
+            return float("nan"), False
+        a, b = theirs_.cpu(), ours_.cpu()
+        return (a - b).abs().max().item(), torch.allclose(a, b, atol=atol)
+
+    activation_diff, activations_close = difference(theirs.activation_values, ours.activations, 1e-5)
+    edge_diff, edges_close = difference(theirs.adjacency_matrix, ours.adjacency, 1e-4)
     mine, pruned = prune(ours), prune_graph(theirs)
     same_pruning = (
         same_nodes
@@ -153,8 +158,6 @@ def compare(ours: AttributionGraph, theirs) -> Agreement:
         and torch.equal(pruned.edge_mask.cpu(), mine.edge_mask.cpu())
     )
     replacement, completeness = compute_graph_scores(theirs)
-    edges_close = same_nodes and torch.allclose(theirs.adjacency_matrix.cpu(), ours.adjacency.cpu(), atol=1e-4)
-    activations_close = same_nodes and torch.allclose(theirs.activation_values.cpu(), ours.activations.cpu(), atol=1e-5)
     return Agreement(
         same_nodes,
         activation_diff,
