@@ -57,6 +57,7 @@ NAMES: dict[str, str] = {
     "shrink": "core.footprint",
     "model_label": "core.loading",
     "text_source": "core.loading",
+    "Band": "core.report",
     "ReproductionTable": "core.report",
     "markdown_table": "core.report",
     "show_markdown": "core.report",
@@ -78,7 +79,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time each is loaded o
     from interp_utils.core import footprint, hooks, loading, metrics, plotting, report, runtime
     from interp_utils.core.footprint import choose_model, shrink
     from interp_utils.core.loading import model_label, text_source
-    from interp_utils.core.report import ReproductionTable, markdown_table, show_markdown, show_source
+    from interp_utils.core.report import Band, ReproductionTable, markdown_table, show_markdown, show_source
     from interp_utils.data import activations, corpus, facts, ioi
     from interp_utils.dictionaries import clt, dashboards, sae, sae_metrics, training, transcoders
     from interp_utils.probing import probes, steering

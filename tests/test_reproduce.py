@@ -1,3 +1,5 @@
+from html.parser import HTMLParser
+
 import nbformat
 import pytest
 
@@ -6,9 +8,39 @@ from interp_utils import reproduce
 TABLE_CELL = """import os
 from interp_utils.core.report import ReproductionTable
 table = ReproductionTable("01_ok", model="toy")
-table.add("a finding", "1.0", os.environ["INTERP_FAST"] + "/" + os.environ["INTERP_MODEL"], True)
-table.add("a judgement call", "big", "medium")
+from interp_utils import Band
+measured = os.environ["INTERP_FAST"] + "/" + os.environ["INTERP_MODEL"]
+table.judge("a finding", "1.0", measured, 1.0, Band.at_least(0.9), 0.1, "random scores")
+table.judge("computing |x| with max |Δ logit|", "|x|", "max |Δ| 0.1", 0.1, Band.at_most(0.2), 3.0, "|random|")
+table.note("a judgement call", "big", "medium", "no reference")
+table.sanity("τ = 0 keeps every edge", "all", "29 of 29", True)
 table.show()"""
+
+
+class Cells(HTMLParser):
+    """The cells of each row of each table in an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[int]] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append(0)
+        elif tag in ("td", "th"):
+            self.tables[-1][-1] += 1
+
+
+def assert_every_table_row_has_its_headers_cells(html: str, tables: int) -> None:
+    """Every table the report renders (through the report's own renderer) has as many cells per row as its header:
+    a ``|`` inside a cell (``|x|``, ``max |Δ logit|``) must not split it."""
+    parser = Cells()
+    parser.feed(html)
+    assert len(parser.tables) == tables, html
+    for rows in parser.tables:
+        assert len(rows) >= 2 and set(rows) == {rows[0]}, rows
 
 
 def write(path, *sources):
@@ -30,12 +62,12 @@ def test_report_gathers_tables_and_names_the_failing_notebook_and_cell(tmp_path)
     ):
         reproduce.reproduce(out, fast=True, model="bundled", directory=notebooks, progress=False)
     report = (out / "report.md").read_text()
-    assert (
-        "| a finding | 1.0 | 1/bundled | yes |" in report and "| a judgement call | big | medium | see text |" in report
-    )
-    assert "| 01_ok | toy | cpu |" in report and "1 of 1 judged" in report and "**failed**" in report
+    assert "| a finding | 1.0 | 1/bundled | ≥ 0.9 | 0.1 (random scores) | yes |" in report
+    assert "| a judgement call | big | medium | — | — | not judged: no reference |" in report
+    assert "| 01_ok | toy | cpu |" in report and "| 2 of 2 | 1 of 1 | 1 | ran |" in report and "**failed**" in report
+    assert "In all: 2 of 2 findings judged with a control agree; 1 of 1 sanity checks hold; 1 row(s)" in report
     assert "03_never" not in report and "_exercises" not in report
-    assert "<table>" in (out / "report.html").read_text()
+    assert_every_table_row_has_its_headers_cells((out / "report.html").read_text(), tables=3)
     executed = nbformat.read(out / "notebooks" / "02_broken.ipynb", as_version=4)
     assert executed.cells[1].outputs[0]["ename"] == "ValueError"
 

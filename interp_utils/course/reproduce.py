@@ -108,30 +108,49 @@ def report_markdown(results: list[Result], mode: str, model: str) -> str:
         f"{len(results)} notebook(s), {total / 60:.1f} minutes in all.",
         "",
     ]
-    summary = []
+    summary, totals = [], dict.fromkeys(("findings", "findings_agree", "sanity", "sanity_hold", "not_judged"), 0)
     for r in results:
-        judged = [row for row in (r.table or {}).get("rows", []) if row["agrees"] is not None]
-        agree = f"{sum(row['agrees'] for row in judged)} of {len(judged)} judged" if r.table else "—"
-        status = "**failed**" if r.error else ("no table" if r.table is None else "ran")
         record = r.table or {}
+        table = _table(record) if r.table else None
+        counts = table.counts() if table else None
+        for key in totals:
+            totals[key] += counts[key] if counts else 0
+        status = "**failed**" if r.error else ("no table" if r.table is None else "ran")
         peak = record.get("peak_gpu_bytes")
         memory = f"{peak / 2**30:.2f} GiB" if peak is not None else "—"
-        row = (r.notebook, record.get("model", "—"), record.get("device", "—"), f"{r.seconds:.0f} s", memory, agree)
+        judged = ("—", "—", "—")
+        if counts:
+            judged = (
+                f"{counts['findings_agree']} of {counts['findings']}",
+                f"{counts['sanity_hold']} of {counts['sanity']}",
+                str(counts["not_judged"]),
+            )
+        row = (r.notebook, record.get("model", "—"), record.get("device", "—"), f"{r.seconds:.0f} s", memory, *judged)
         summary.append((*row, status))
-    header = ["notebook", "model", "device", "time", "peak GPU memory", "findings that agree", "status"]
+    header = ["notebook", "model", "device", "time", "peak GPU memory", "findings with a control: agree"]
+    header += ["sanity checks: hold", "not judged", "status"]
     lines.append(markdown_table(header, summary))
+    lines += [
+        "",
+        f"In all: {totals['findings_agree']} of {totals['findings']} findings judged with a control agree; "
+        f"{totals['sanity_hold']} of {totals['sanity']} sanity checks hold; {totals['not_judged']} row(s) not judged "
+        "on the model they ran on.",
+    ]
     for r in results:
         lines += ["", f"## {r.notebook}", ""]
         if r.error:
             lines += [f"**Failed.** {r.error}", ""]
         if r.table:
-            table = ReproductionTable(r.table["notebook"], r.table["model"], [Row(**row) for row in r.table["rows"]])
             lines += [
-                table.markdown(),
+                _table(r.table).markdown(),
                 "",
                 f"Model: {r.table['model']}. Mode: {r.table['mode']}. Time: {r.seconds:.0f} s.",
             ]
     return "\n".join(lines) + "\n"
+
+
+def _table(record: dict) -> ReproductionTable:
+    return ReproductionTable(record["notebook"], record["model"], [Row(**row) for row in record["rows"]])
 
 
 def report_html(markdown: str) -> str:
