@@ -8,7 +8,8 @@
 - ``dictionaries``: SAEs, transcoders, cross-layer transcoders, their training, metrics and dashboards (04, 05)
 - ``tracing``: the local replacement model, attribution and attribution graphs (05)
 - ``probing``: probes and steering (07)
-- ``models``: the bundled model's training script and the GPT-2 stand-in the tests run
+- ``models``: the bundled model's training script, the GPT-2 stand-in the tests run, the export to Hugging Face
+  and the nnsight versions of the methods (lesson 08)
 - ``course``: exercise checks, learner copies, the reproduce command, Colab set-up
 
 Notebooks import modules by their short names (``from interp_utils import ioi, patching``), and the set-up and
@@ -47,7 +48,7 @@ MODULES: dict[str, str] = {
     **{m: f"dictionaries.{m}" for m in ("sae", "sae_metrics", "training", "transcoders", "clt", "dashboards")},
     **{m: f"tracing.{m}" for m in ("attribution", "attribution_graph", "circuit_tracer_interop")},
     **{m: f"probing.{m}" for m in ("probes", "steering")},
-    **{m: f"models.{m}" for m in ("bundled", "standin")},
+    **{m: f"models.{m}" for m in ("bundled", "standin", "hf_export", "scaling")},
     **{m: f"course.{m}" for m in ("checks", "exercises", "reproduce", "colab")},
 }
 
@@ -82,6 +83,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time each is loaded o
     from interp_utils.core.report import Band, ReproductionTable, markdown_table, show_markdown, show_source
     from interp_utils.data import activations, corpus, facts, ioi
     from interp_utils.dictionaries import clt, dashboards, sae, sae_metrics, training, transcoders
+    from interp_utils.models import bundled, hf_export, scaling, standin
     from interp_utils.probing import probes, steering
     from interp_utils.toy_models import superposition
     from interp_utils.tracing import attribution, attribution_graph, circuit_tracer_interop

@@ -46,6 +46,7 @@ SMOKE = {
         "INTERP_SAE_EXPANSION": "2",
         "INTERP_N_TEXT": "2",
     },
+    "08_scaling_up": {"INTERP_N_PROMPTS": "6", "INTERP_N_ROLE": "8", "INTERP_N_TEST": "4"},
     "template_experiment": {"INTERP_N_PROMPTS": "8", "INTERP_SAE_TOKENS": "8192"},
 }
 

@@ -132,3 +132,20 @@ def _transcoder(cfg):
     from interp_utils.dictionaries.sae import SAE
 
     return SAE(cfg)
+
+
+def test_circuit_tracers_nnsight_backend_imports_with_the_pinned_nnsight():
+    """requirements.txt pins nnsight (lesson 08) to a version with which circuit-tracer 0.5's nnsight backend still
+    imports: nnsight 0.8 moved ``Barrier`` out of ``nnsight.intervention.tracing.tracer``, which the backend imports."""
+    nnsight = pytest.importorskip("nnsight")
+    app = nnsight.CONFIG.APP
+    before = (app.PYMOUNT, app.CROSS_INVOKER)
+    try:  # importing the backend turns nnsight's .save() method off for the whole process: put it back afterwards
+        from circuit_tracer.replacement_model.replacement_model_nnsight import NNSightReplacementModel
+    finally:
+        app.PYMOUNT, app.CROSS_INVOKER = before
+    assert NNSightReplacementModel is not None
+    pinned = _pins()["nnsight"]
+    from importlib.metadata import version
+
+    assert pinned.specifier.contains(version("nnsight")), "the installed nnsight is not the pinned one"
