@@ -136,3 +136,31 @@ def test_hand_built_induction_head_is_found(induction_model):
     scores, chance = heads.induction_scores(induction_model, seq_len=25, batch=8)
     assert scores[1, 0] > 0.75 and scores[1, 0] > 10 * chance
     assert scores[0, 0] < 0.1 and scores[1, 1] < 0.1
+
+
+def test_an_untrained_copy_has_the_shape_fresh_weights_and_leaves_the_random_state_alone():
+    model = random_model(seed=3)
+    with torch.no_grad():
+        model.W_Q.mul_(2.0)  # as if trained: no longer what the config's seed gives
+    state = torch.random.get_rng_state()
+    fresh, again = heads.untrained_copy(model, seed=1), heads.untrained_copy(model, seed=1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert fresh.cfg.n_layers == model.cfg.n_layers and fresh.W_Q.shape == model.W_Q.shape
+    assert torch.equal(fresh.W_Q, again.W_Q) and not torch.equal(fresh.W_Q, model.W_Q)
+    assert not torch.equal(heads.untrained_copy(model, seed=2).W_Q, fresh.W_Q)
+    assert model.cfg.seed == 3  # the model's own config is not touched
+
+
+def test_uniform_layer_1_attention_falls_outside_the_induction_band(induction_model):
+    """Mutation: the hand-built induction head with its attention made uniform no longer passes lesson 02's band."""
+    tokens = repeated_random_tokens(induction_model, seq_len=25, batch=8)
+    band = heads.INDUCTION_CHANCE_FACTOR * heads.chance_scores(tokens)["induction"]
+    assert heads.head_scores(induction_model, tokens)["induction"][1].max() >= band
+
+    def uniform(pattern: torch.Tensor, hook) -> torch.Tensor:
+        n = pattern.shape[-1]
+        return (torch.tril(torch.ones(n, n)) / torch.arange(1, n + 1)[:, None]).expand_as(pattern).to(pattern)
+
+    with induction_model.hooks(fwd_hooks=[("blocks.1.attn.hook_pattern", uniform)]):
+        mutated = heads.head_scores(induction_model, tokens)["induction"][1].max()
+    assert mutated < band

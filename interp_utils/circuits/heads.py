@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from typing import Literal, cast
 
@@ -16,6 +17,8 @@ from interp_utils.core.hooks import Hook
 
 HEAD_KINDS = ("previous_token", "duplicate_token", "induction")
 Head = tuple[int, int]  # (layer, head)
+# A head counts as an induction head (lesson 02) when its induction score is at least this many times chance.
+INDUCTION_CHANCE_FACTOR = 10.0
 
 
 def repeated_segment_batch(
@@ -165,6 +168,16 @@ def induction_scores(
     """Each head's induction score on repeated random tokens, and the chance level (uniform causal attention)."""
     tokens = repeated_random_tokens(model, seq_len, batch, seed)
     return head_scores(model, tokens)["induction"], chance_scores(tokens)["induction"]
+
+
+def untrained_copy(model: HookedTransformer, seed: int = 0) -> HookedTransformer:
+    """A freshly initialised model of ``model``'s shape and kind (weights drawn from ``seed``; the global random state
+    is left as it was): the control of a head score, the same measurement where no head has learned anything."""
+    cfg = copy.deepcopy(model.cfg)
+    cfg.seed, cfg.init_weights = seed, True
+    with torch.random.fork_rng(devices=[]):
+        fresh = HookedTransformer(cfg, tokenizer=model.tokenizer)  # the tokenizer passed: nothing is downloaded
+    return fresh.eval()
 
 
 def top_heads(scores: Float[Tensor, "layer head"], k: int) -> list[Head]:
