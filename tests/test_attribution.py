@@ -18,6 +18,7 @@ from interp_utils.tracing.attribution_graph import (
     AttributionGraph,
     collapse,
     graph_scores,
+    permuted_edges,
     plot_collapsed,
     plot_graph,
     prune,
@@ -123,6 +124,18 @@ def test_scores_are_one_without_errors(graph):
     assert graph_scores(clean) == pytest.approx({"replacement": 1.0, "completeness": 1.0})
     scores = graph_scores(graph)
     assert 0 < scores["replacement"] < 1 and 0 < scores["completeness"] < 1
+
+
+def test_permuted_edges_keep_the_weights_and_the_pattern_but_not_the_graph(graph):
+    """The control of lesson 05's intervention row: the same edges, their weights shuffled among them."""
+    shuffled = permuted_edges(graph, seed=0)
+    nonzero = graph.adjacency != 0
+    assert torch.equal(shuffled.adjacency != 0, nonzero) and not torch.equal(shuffled.adjacency, graph.adjacency)
+    assert torch.equal(shuffled.adjacency[nonzero].sort().values, graph.adjacency[nonzero].sort().values)
+    assert torch.equal(permuted_edges(graph, seed=0).adjacency, shuffled.adjacency)  # seeded
+    assert shuffled.features is graph.features and graph.adjacency.data_ptr() != shuffled.adjacency.data_ptr()
+    target = graph.logits.start
+    assert torch.isfinite(attribution.total_effects(shuffled, target)).all()  # still acyclic: still solvable
 
 
 def test_total_effects_predict_small_interventions(model):

@@ -198,9 +198,44 @@ def test_metrics_take_a_saelens_sae(bundled_model):
         "clean",
         "spliced",
         "zero_ablated",
+        "mean_ablated",
         "recovered",
+        "recovered_vs_mean",
         "ce_delta",
     }
+
+
+def test_a_reinitialised_decoder_fails_lesson_04s_reconstruction_band(bundled_model):
+    """The mutation test of lesson 04's reconstruction row: an SAE that reconstructs exactly is inside the band the
+    notebook judges with (the share of the loss recovered against mean-ablation), the same SAE with its decoder
+    re-initialised is outside it, so the row disagrees; and so does a briefly trained SAE's re-initialised copy."""
+    from interp_utils.core.report import judge
+
+    device = bundled_model.cfg.device
+    tokens = next(activations.token_batches(bundled_model, 8, n_ctx=32, seed=1))
+    baselines = sae_metrics.loss_baselines(bundled_model, HOOK, tokens)
+    assert baselines["clean"] + 1.0 < baselines["mean_ablated"]  # (on this model about as bad as zero-ablation)
+    exact = identity_sae(bundled_model.cfg.d_model).to(device)
+
+    def share(model: sae.SAE) -> float:
+        return sae_metrics.ce_loss_recovered(bundled_model, model, HOOK, tokens, baselines=baselines)[
+            "recovered_vs_mean"
+        ]
+
+    band = sae_metrics.RECONSTRUCTION_BAND
+    control = sae_metrics.reinitialised_decoder(exact, seed=0)
+    assert share(exact) == pytest.approx(1.0, abs=1e-3) and share(exact) in band
+    assert share(control) not in band and not judge(share(control), band, share(exact))
+    assert torch.equal(control.W_enc, exact.W_enc) and not torch.equal(control.W_dec, exact.W_dec)
+    assert torch.allclose(control.W_dec.norm(dim=1), exact.W_dec.norm(dim=1))
+    torch.manual_seed(0)
+    trained = sae.SAE(sae.SAEConfig(d_in=bundled_model.cfg.d_model, d_sae=4 * bundled_model.cfg.d_model, k=16), device)
+    acts = activations.collect(
+        bundled_model, HOOK, next(activations.token_batches(bundled_model, 32, n_ctx=64, seed=3))
+    )
+    sae.train_sae(trained, acts, 100_000, batch_size=512, lr=1e-3, progress=False)
+    reinitialised = share(sae_metrics.reinitialised_decoder(trained, seed=0))
+    assert reinitialised not in band and reinitialised < share(trained)
 
 
 def test_latents_contexts_and_logit_effects(bundled_model):

@@ -17,6 +17,8 @@ NAMES = {
     "feature_recovery": "sae_metrics",
     "latent_activations": "sae_metrics",
     "loss_baselines": "sae_metrics",
+    "reinitialised_decoder": "sae_metrics",
+    "RECONSTRUCTION_BAND": "sae_metrics",
     "top_contexts": "sae_metrics",
     "CLTConfig": "clt",
     "clt_hooks": "clt",
@@ -31,11 +33,13 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time each name is imp
     from interp_utils.dictionaries.dashboards import feature_dashboards
     from interp_utils.dictionaries.sae import SAE, SAEConfig, train_sae
     from interp_utils.dictionaries.sae_metrics import (
+        RECONSTRUCTION_BAND,
         ce_loss_recovered,
         evaluate_sae,
         feature_recovery,
         latent_activations,
         loss_baselines,
+        reinitialised_decoder,
         top_contexts,
     )
     from interp_utils.dictionaries.transcoders import replacement_losses, train_transcoders

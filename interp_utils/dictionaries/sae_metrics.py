@@ -8,14 +8,20 @@ against known features; top-activating contexts and logit effects.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 from transformer_lens import HookedTransformer
 
 from interp_utils.core.hooks import hook_layer, mean_loss, splice_hooks, zero_past_bos
+from interp_utils.core.report import Band
 
 DENSE = 0.1  # a latent firing on more than 10% of tokens is "dense"
+# Lesson 04's reconstruction finding: the share of the loss recovered against mean-ablation (a stronger baseline than
+# zero-ablation) that an SAE spliced in must reach; an SAE whose decoder is re-initialised must fall below it.
+RECONSTRUCTION_BAND = Band.at_least(0.8)
 
 
 @torch.no_grad()
@@ -70,11 +76,27 @@ def evaluate_sae(sae, data: Tensor, batch_size: int = 4096) -> dict:
 def loss_baselines(
     model: HookedTransformer, hook_name: str, tokens: Int[Tensor, "batch pos"], model_batch: int = 16
 ) -> dict[str, float]:
-    """The two ends of the loss-recovered scale: the clean loss and the loss with ``hook_name`` zeroed (past BOS).
+    """The reference ends of the loss-recovered scale: the clean loss, the loss with ``hook_name`` zeroed (past BOS),
+    and the loss with it replaced by its mean over the same tokens (past BOS; a stronger baseline than zero).
     They do not depend on the SAE: compute them once for many SAEs on the same tokens."""
+    past_bos, layer = [], hook_layer(hook_name)
+    with torch.inference_mode():
+        for chunk in tokens.split(model_batch):
+            _, cache = model.run_with_cache(
+                chunk.to(model.cfg.device), names_filter=hook_name, stop_at_layer=None if layer is None else layer + 1
+            )
+            past_bos.append(cache[hook_name][:, 1:].double().flatten(0, 1))
+    mean = torch.cat(past_bos).mean(0)  # the activation's mean past BOS, over these tokens
+
+    def mean_past_bos(act: Tensor, hook=None) -> Tensor:
+        act = act.clone()
+        act[:, 1:] = mean.to(act.dtype)
+        return act
+
     return {
         "clean": mean_loss(model, tokens, [], model_batch),
         "zero_ablated": mean_loss(model, tokens, [(hook_name, zero_past_bos)], model_batch),
+        "mean_ablated": mean_loss(model, tokens, [(hook_name, mean_past_bos)], model_batch),
     }
 
 
@@ -89,8 +111,9 @@ def ce_loss_recovered(
     baselines: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Next-token loss with the SAE's reconstruction spliced in at ``hook_name``, against the clean loss and
-    zero-ablation: recovered = (zero - spliced) / (zero - clean), and the increase spliced - clean (``ce_delta``, nats),
-    which does not depend on how weak zero-ablation is. Position 0 (BOS) is left untouched, as in training.
+    zero-ablation: recovered = (zero - spliced) / (zero - clean); the same against mean-ablation
+    (``recovered_vs_mean``, when the baselines have it); and the increase spliced - clean (``ce_delta``, nats), which
+    does not depend on how weak zero-ablation is. Position 0 (BOS) is left untouched, as in training.
 
     A transcoder reads ``input_hook`` (e.g. ``blocks.1.ln2.hook_normalized``) and replaces ``hook_name``.
     ``baselines`` (from :func:`loss_baselines` on the same tokens) saves recomputing the two reference losses.
@@ -98,8 +121,24 @@ def ce_loss_recovered(
     result = dict(baselines or loss_baselines(model, hook_name, tokens, model_batch))
     result["spliced"] = mean_loss(model, tokens, splice_hooks([(sae, hook_name, input_hook)]), model_batch)
     result["recovered"] = (result["zero_ablated"] - result["spliced"]) / (result["zero_ablated"] - result["clean"])
+    if "mean_ablated" in result:
+        gap = result["mean_ablated"] - result["clean"]
+        result["recovered_vs_mean"] = (result["mean_ablated"] - result["spliced"]) / gap if gap else float("nan")
     result["ce_delta"] = result["spliced"] - result["clean"]
     return result
+
+
+@torch.no_grad()
+def reinitialised_decoder(sae, seed: int = 0):
+    """A copy of ``sae`` with each decoder row replaced by a random direction of the same norm (biases, encoder and
+    scales kept): the same latents firing, writing nothing they learned. The control for "the reconstruction keeps
+    the model working"."""
+    control = copy.deepcopy(sae)
+    generator = torch.Generator().manual_seed(seed)
+    random = torch.randn(control.W_dec.shape, generator=generator).to(control.W_dec.device, control.W_dec.dtype)
+    norms = control.W_dec.norm(dim=1, keepdim=True)
+    control.W_dec.copy_(random / random.norm(dim=1, keepdim=True) * norms)
+    return control
 
 
 def l0(acts: Float[Tensor, "n d_sae"]) -> float:

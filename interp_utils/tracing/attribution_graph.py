@@ -7,7 +7,7 @@ and pruning and scores follow its definitions, so its functions read our graphs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -67,6 +67,17 @@ class AttributionGraph:
             return {"kind": "embedding", "layer": -1, "pos": pos, "label": f"emb {self.str_tokens[pos]!r}"}
         j = i - self.logits.start
         return {"kind": "logit", "layer": self.n_layers, "pos": last, "label": f"logit {self.logit_strs[j]!r}"}
+
+
+def permuted_edges(graph: AttributionGraph, seed: int = 0) -> AttributionGraph:
+    """A copy of ``graph`` whose edge weights are shuffled among its nonzero edges (the same sparsity pattern, so
+    still acyclic; every weight kept, but attached to another pair of nodes): the null for "interventions agree with
+    the graph", a graph with the right size and weights but not this prompt's structure."""
+    adjacency = graph.adjacency.clone()
+    nonzero = adjacency != 0
+    order = torch.randperm(int(nonzero.sum()), generator=torch.Generator().manual_seed(seed))
+    adjacency[nonzero] = adjacency[nonzero][order.to(adjacency.device)]
+    return replace(graph, adjacency=adjacency)
 
 
 # --- pruning and scores (Ameisen et al. 2025, methods; the same definitions as circuit-tracer) ---
