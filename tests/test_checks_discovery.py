@@ -114,6 +114,7 @@ def test_eap_ig_and_acdc_search():
         (dict(backwards=False), "from the logits backwards"),
         (dict(update=False), "new baseline"),
         (dict(orphans=False), "without measuring"),
+        (dict(signed=False), "not its size"),  # abs(value − current) < τ: caught where a removal lowers the metric
     ]:
         with pytest.raises(AssertionError, match=message):
             checks.check_acdc_search(lambda g, m, t, flags=flags: checks._acdc_variant(g, m, t, **flags))

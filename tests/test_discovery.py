@@ -111,12 +111,42 @@ def test_reference_circuits_as_edges(bundled_model):
     for edge in ["2.3 → 3.1.q", "3.1 → logits", "embed → 3.1.v", "1.0 → 2.3.k", "0.2 → 1.0.v", "mlp 0 → 2.3.q",
                  "embed → mlp 1", "mlp 2 → logits", "2.3 → mlp 3"]:  # fmt: skip
         assert edge in kept, edge
-    for edge in ["0.0 → logits", "2.3 → 3.1.k", "1.1 → 3.1.q", "mlp 0 → 1.1.q"]:
-        assert edge not in kept, edge
+    for edge in ["0.0 → logits", "2.3 → 3.1.k", "1.1 → 3.1.q", "mlp 0 → 1.1.q",  # heads outside, or unlisted
+                 "2.3 → logits", "1.0 → logits", "embed → 1.0.q", "embed → 2.3.k"]:  # fmt: skip
+        assert edge not in kept, edge  # only name movers reach the logits; the embeddings only the listed inputs
     with pytest.raises(ValueError, match="not an edge"):
         rc.edge_mask(graph, [("3.1", "2.0.q")])
     with pytest.raises(ValueError, match="unknown node"):
         rc.edge_mask(graph, [("9.9", "logits")])
+
+
+def test_the_ioi_reference_is_conmy_et_als_963_edges_on_gpt2_smalls_graph():
+    from interp_utils.circuits import ioi_circuit
+
+    graph = EdgeGraph(12, 12, True)  # GPT-2 small's shape: no weights needed
+    classes = {c: [tuple(map(int, h.split("."))) for h in hs] for c, hs in ioi_circuit.WANG_CLASSES.items()}
+    mask = rc.class_reference(graph, classes)
+    assert graph.n_edges == 32_491 and int(mask.sum()) == 963  # get_ioi_true_edges, counted on this graph
+    kept = {n for n, t in zip(graph.edge_names(), graph.as_edges(mask), strict=True) if t}
+    assert "9.9 → logits" in kept and "10.7 → logits" in kept and "5.5 → logits" not in kept
+    assert "embed → 9.9.k" in kept and "embed → 9.9.q" not in kept and "embed → 5.5.q" not in kept
+    assert "mlp 3 → 5.5.q" in kept and "5.5 → mlp 7" in kept and "mlp 0 → logits" in kept
+    assert not any(n.startswith("1.1 ") or n.endswith("→ 1.1.q") for n in kept)  # 1.1 is in no class
+
+
+def test_pessimistic_auc_is_conmy_et_als_staircase():
+    t = torch.tensor
+    cases = [([0, 1], [0, 1], 0.0), ([0, 0.5, 1], [0, 0.5, 1], 0.25), ([0, 0.25, 1], [0, 0.25, 1], 0.1875),
+             ([0, 0.25, 0.5, 1], [0, 0.25, 0.5, 1], 5 / 16), ([0, 0.25, 0.75, 1], [0, 0.25, 0.5, 1], 0.25)]  # fmt: skip
+    for xs, ys, want in cases:  # their module's own asserts
+        assert discovery.pessimistic_auc(t(xs), t(ys)) == pytest.approx(want)
+    # a point beaten on both axes is dropped; each rise counts from its own false positive rate on
+    fpr, tpr = t([0.0, 0.1, 0.3, 0.2, 1.0]), t([0.0, 0.6, 0.5, 0.8, 1.0])
+    assert discovery.pessimistic_auc(fpr, tpr) == pytest.approx(0.9 * 0.6 + 0.8 * 0.2)
+    fpr, tpr = t([0.0, 0.1, 0.2, 1.0]), t([0.0, 0.6, 0.8, 1.0])  # the staircase lies under the trapezoids
+    assert discovery.pessimistic_auc(fpr, tpr) < discovery.auc(fpr, tpr)
+    circuits = discovery.random_circuits([0, 3, 10], 10, seed=0)
+    assert [int(c.sum()) for c in circuits] == [0, 3, 10]
 
 
 def test_compare_methods_times_and_scores_every_method_and_takes_a_learners_pieces(handset):
@@ -130,6 +160,8 @@ def test_compare_methods_times_and_scores_every_method_and_takes_a_learners_piec
     assert result["auc"]["exact patching"] == pytest.approx(1.0) and result["auc"]["ACDC"] >= 0.95
     assert torch.equal(result["ACDC"][0.1], truth) and result["ACDC"][1e9].sum() == 0
     assert 0 < result["acdc_passes"][0.1] < graph.n_edges
+    assert result["auc_random"] < 0.95 and result["auc_pessimistic"]["ACDC"] >= 0.95  # the controls, same run
+    assert result["auc_pessimistic"]["random circuits"] < 0.95
     calls = []
     mine = evaluation.reference_methods()
     yours = evaluation.Methods(mine.eap_ig, mine.kl, mine.acdc_search, mine.roc, lambda f, t: calls.append(1) or 0.5)
@@ -137,3 +169,19 @@ def test_compare_methods_times_and_scores_every_method_and_takes_a_learners_piec
     assert calls and set(sampled["auc"].values()) == {0.5} and len(sampled["sample"]) == 3
     assert "exact patching" not in sampled["auc"]  # only a sample was patched exactly
     assert evaluation.plot_rocs(result, truth, "hand-set").data
+
+
+def test_staircase_auc_is_pessimistic_auc_on_a_rankings_roc():
+    from interp_utils.circuits import evaluation
+
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(60, generator=g) < 0.2
+    scores = torch.randn(60, generator=g, dtype=torch.float64) + 1.5 * truth
+    fpr, tpr = discovery.roc(scores, truth)
+    assert evaluation.staircase_auc(fpr, tpr) == pytest.approx(discovery.pessimistic_auc(fpr, tpr))
+    # through every threshold without ties each step is a corner, so the staircase and the trapezoids agree
+    assert evaluation.staircase_auc(fpr, tpr) == pytest.approx(discovery.auc(fpr, tpr))
+    # ties make diagonal steps: the staircase gives them nothing of the triangle that the trapezoids count
+    tied = discovery.roc(scores.round(), truth)
+    assert evaluation.staircase_auc(*tied) == pytest.approx(discovery.pessimistic_auc(*tied))
+    assert evaluation.staircase_auc(*tied) < discovery.auc(*tied)

@@ -157,6 +157,28 @@ def circuit_roc(circuits: Sequence[Bool[Tensor, " edge"]], truth: Bool[Tensor, "
     return torch.tensor([p[0] for p in points]), torch.tensor([p[1] for p in points])
 
 
+def pessimistic_auc(fpr: Tensor, tpr: Tensor) -> float:
+    """Conmy et al.'s area under ACDC's ROC points (``pessimistic_auc`` in acdc/acdc_graphics.py, after
+    ``discard_non_pareto_optimal`` in notebooks/make_plotly_plots.py of their repository): drop each point that
+    another beats on both axes (lower false positive rate, higher true positive rate), sort the rest, and let each
+    rise in the true positive rate count only from its own false positive rate on, ``Σ (1 − fpr_i)(tpr_i − tpr_{i−1})``:
+    the area under a staircase through the points, never the straight line between them (trapezoids)."""
+    points = list(zip(fpr.double().tolist(), tpr.double().tolist(), strict=True))
+    kept = sorted({(x, y) for x, y in points if not any(x1 < x and y1 > y for x1, y1 in points)})
+    return float(sum((1 - x) * (y - y0) for (_, y0), (x, y) in zip(kept, kept[1:], strict=False)))
+
+
+def random_circuits(sizes: Sequence[int], n_edges: int, seed: int = 0) -> list[Bool[Tensor, " edge"]]:
+    """A control for a method that returns circuits: for each size, a circuit of that many edges drawn at random."""
+    g = torch.Generator().manual_seed(seed)
+    circuits = []
+    for n in sizes:
+        circuit = torch.zeros(n_edges, dtype=torch.bool)
+        circuit[torch.randperm(n_edges, generator=g)[:n]] = True
+        circuits.append(circuit)
+    return circuits
+
+
 def top_edges(scores: Float[Tensor, " edge"], n: int) -> Bool[Tensor, " edge"]:
     """The ``n`` edges with the largest ``|scores|`` (ties broken by edge order)."""
     if not 0 <= n <= len(scores):

@@ -119,8 +119,9 @@ def induction_reference(graph: EdgeGraph, previous: Sequence[Head], induction: S
     return edge_mask(graph, pairs)
 
 
-# Conmy et al.'s rules for the IOI circuit's edges: (sender class, receiver class, the receiver's inputs). "input" is
-# the embeddings; "output" the logits. MLPs are in the circuit wherever they connect circuit parts (see below).
+# Conmy et al.'s rules for the IOI circuit's edges (their special_connections): (sender class, receiver class, the
+# receiver's inputs). "input" is the embeddings; "output" the logits. Their "input" also holds the MLPs and their
+# "output" the MLPs' inputs: those edges are kept anyway (see class_reference).
 IOI_CONNECTIONS = [
     ("input", "previous-token", "qkv"), ("input", "duplicate-token", "qkv"), ("input", "S-inhibition", "q"),
     ("input", "negative name mover", "kv"), ("input", "name mover", "kv"), ("input", "backup name mover", "kv"),
@@ -147,16 +148,22 @@ def class_pairs(graph: EdgeGraph, classes: Mapping[str, Sequence[Head]]) -> list
 
 
 def class_reference(graph: EdgeGraph, classes: Mapping[str, Sequence[Head]]) -> Bool[Tensor, "up down"]:
-    """The IOI circuit's edges from head classes: :func:`class_pairs`, and, as in Conmy et al., the MLPs as part of
-    the residual stream's plumbing: every edge between the embeddings, MLPs and the logits, from the embeddings or an
-    MLP into a circuit head, and from a circuit head into an MLP or the logits."""
-    mask = edge_mask(graph, class_pairs(graph, classes))
+    """The IOI circuit's edges from head classes, by Conmy et al.'s rule (``get_ioi_true_edges`` in their
+    repository, acdc/ioi/utils.py), step by step: (1) every edge into or out of a head outside the classes goes;
+    (2) into each circuit head, the edges from the embeddings and from other heads go, and so does its edge to the
+    logits; (3) :func:`class_pairs` adds back the connections of :data:`IOI_CONNECTIONS`. What stays from the full
+    graph is the MLPs' plumbing: edges among the embeddings, MLPs and logits, from an MLP into a circuit head's q/k/v
+    and from a circuit head into an MLP. So only the name-mover classes reach the logits, and the embeddings reach a
+    circuit head only through the inputs the table lists."""
     heads = {head_label(h) for members in classes.values() for h in members}
-    plumbing = {n for n in graph.upstream if n == "embed" or n.startswith("mlp")}
+    mask = torch.zeros_like(graph.allowed)
     for u, up in enumerate(graph.upstream):
         for d, down in enumerate(graph.downstream):
-            end = down == "logits" or down.startswith("mlp")
-            into_head = not end and down.rsplit(".", 1)[0] in heads
-            if graph.allowed[u, d] and ((up in plumbing and (end or into_head)) or (up in heads and end)):
-                mask[u, d] = True
-    return mask
+            reader = None if down == "logits" or down.startswith("mlp") else down.rsplit(".", 1)[0]
+            sender_head = up != "embed" and not up.startswith("mlp")
+            if not graph.allowed[u, d] or (sender_head and up not in heads) or (reader and reader not in heads):
+                continue  # (1) a head outside the circuit
+            if (reader and (up == "embed" or sender_head)) or (sender_head and down == "logits"):
+                continue  # (2) embeddings or heads into a circuit head, a circuit head into the logits
+            mask[u, d] = True
+    return mask | edge_mask(graph, class_pairs(graph, classes))  # (3) the listed connections

@@ -223,8 +223,9 @@ def check_ig_inputs(fn: Callable[[Tensor, Tensor, int], Tensor]) -> None:
         raise AssertionError("With one step the only input is the clean one (plain EAP), with a leading axis of 1.")
 
 
-def _acdc_variant(graph, measure, tau, backwards=True, update=True, orphans=True):
-    """ACDC's search with one of its rules turned off, to recognise a learner's answer that misses it."""
+def _acdc_variant(graph, measure, tau, backwards=True, update=True, orphans=True, signed=True):
+    """ACDC's search with one of its rules turned off, to recognise a learner's answer that misses it (``signed``
+    False: the size of the change compared with τ, not the increase)."""
     kept = graph.allowed.clone()
     current = measure(graph.allowed & ~kept)
     order = range(len(graph.downstream))
@@ -236,11 +237,25 @@ def _acdc_variant(graph, measure, tau, backwards=True, update=True, orphans=True
         for up in reversed(kept[:, down].nonzero().flatten().tolist()):
             kept[up, down] = False
             value = measure(graph.allowed & ~kept)
-            if value - current < tau:
+            if (value - current if signed else abs(value - current)) < tau:
                 current = value if update else current
             else:
                 kept[up, down] = True
     return kept
+
+
+def cancelling_measure(graph: EdgeGraph) -> Callable[[Tensor], float]:
+    """A distance that removing an edge can lower. ACDC visits 1.1 → logits, 1.0 → logits, then 0.1 → logits: the
+    first two each add 0.2 (removed at τ = 0.3, the distance is then 0.4), the third pulls it back by 0.4, to 0. A
+    search that compares the increase with τ removes it; one that compares the size of the change keeps it."""
+    shift = torch.zeros(graph.allowed.shape)
+    for (up, down), value in ((("1.1", "logits"), 0.2), (("1.0", "logits"), 0.2), (("0.1", "logits"), -0.4)):
+        shift[graph.upstream.index(up), graph.downstream.index(down)] = value
+
+    def measure(patched: Tensor) -> float:
+        return float((shift * patched).sum().abs())
+
+    return measure
 
 
 @answered
@@ -250,10 +265,10 @@ def check_acdc_search(fn: Callable[..., Tensor]) -> None:
     weights = torch.rand(graph.allowed.shape, generator=g) ** 3 * graph.allowed
     weights[torch.rand(graph.allowed.shape, generator=g) < 0.3] = 0.0  # edges that change nothing
 
-    def measure(patched: Tensor) -> float:  # a distance that grows faster than the sum of what is patched
+    def growing(patched: Tensor) -> float:  # a distance that grows faster than the sum of what is patched
         return float((weights * patched).sum() ** 2 + (weights * patched).sum())
 
-    for tau in (0.02, 0.1, 0.5):
+    for measure, tau in ((growing, 0.02), (growing, 0.1), (growing, 0.5), (cancelling_measure(graph), 0.3)):
         got = fn(graph, measure, tau)
         if not isinstance(got, Tensor) or got.shape != graph.allowed.shape or got.dtype != torch.bool:
             shape = tuple(graph.allowed.shape)
@@ -268,6 +283,8 @@ def check_acdc_search(fn: Callable[..., Tensor]) -> None:
              "metric to the value just measured."),
             (dict(orphans=False), "When no kept edge leaves a node, remove its incoming edges without measuring: its "
              "output no longer reaches the logits."),
+            (dict(signed=False), "Compare the increase (value − current) with τ, not its size: a removal that brings "
+             "the output closer to the full model's lowers the metric, and the edge should go."),
         ]  # fmt: skip
         for flags, hint in hints:
             if torch.equal(got, _acdc_variant(graph, measure, tau, **flags)):
@@ -275,7 +292,7 @@ def check_acdc_search(fn: Callable[..., Tensor]) -> None:
         raise AssertionError(f"τ = {tau}: {int(got.sum())} edges kept, the reference keeps {int(want.sum())}. Remove "
                              "an edge when the metric grows by less than τ, and visit each node's senders from the "
                              "latest back.")  # fmt: skip
-    if fn(graph, measure, 0.0).sum() != graph.n_edges:
+    if fn(graph, growing, 0.0).sum() != graph.n_edges:
         raise AssertionError("τ = 0 must keep every edge that changes the metric: remove only when it grows by less "
                              "than τ (strictly).")  # fmt: skip
 
