@@ -75,13 +75,43 @@ def test_accuracy_by_layer_and_control_task():
     with pytest.raises(AssertionError, match=r"x_train\[:, layer\]"):
         checks.check_accuracy_by_layer(lambda *a: by_layer(*a, layer0=True))
 
-    checks.check_control_task(probes.control_labels)
-    with pytest.raises(AssertionError, match="token \\*type\\*"):  # a label per occurrence
-        checks.check_control_task(
-            lambda t, seed: torch.rand(len(t), generator=torch.Generator().manual_seed(seed)) < 0.5
-        )
-    with pytest.raises(AssertionError, match="Seeds 0 and 1"):  # token parity: a fixed labelling
-        checks.check_control_task(lambda t, seed: t % 2 == 0)
+    checks.check_mention_counts(probes.earlier_mentions)
+    with pytest.raises(AssertionError, match="counted the completing token itself"):  # positions up to and with `at`
+
+        def with_itself(t, at):
+            target = t[torch.arange(len(t)), at]
+            return ((t == target[:, None]) & (torch.arange(t.shape[1])[None] <= at[:, None])).sum(1)
+
+        checks.check_mention_counts(with_itself)
+    with pytest.raises(AssertionError, match="counted the whole row"):
+        checks.check_mention_counts(lambda t, at: (t == t[torch.arange(len(t)), at][:, None]).sum(1))
+    with pytest.raises(AssertionError, match="one integer count per row"):  # a flag, not a count
+        checks.check_mention_counts(lambda t, at: probes.earlier_mentions(t, at) > 0)
+
+
+def iid(x, y, plain=False, total=False, times=False, no_bias=False, diagonal=False):
+    pos, neg = x[y].mean(0), x[~y].mean(0)
+    centred = x - x.mean(0) if total else torch.cat([x[y] - pos, x[~y] - neg])
+    cov = centred.T @ centred / len(x)
+    theta = pos - neg
+    d = theta if plain else (cov @ theta if times else torch.linalg.pinv(cov, hermitian=True, atol=1e-3) @ theta)
+    d = theta / cov.diagonal() if diagonal else d
+    return d, 0.0 if no_bias else float(-d @ (pos + neg) / 2)
+
+
+def test_mass_mean_iid():
+    checks.check_mass_mean_iid(lambda x, y: (lambda p: (p.direction, p.bias))(probes.iid_mass_mean_probe(x, y)))
+    checks.check_mass_mean_iid(lambda x, y: (lambda d, b: (3 * d, 3 * b))(*iid(x, y)))  # any positive scale
+    # the covariance of all the data gives the same direction (Sherman-Morrison: it adds a multiple of θθᵀ)
+    checks.check_mass_mean_iid(lambda x, y: iid(x, y, total=True))
+    with pytest.raises(AssertionError, match="plain mass-mean"):
+        checks.check_mass_mean_iid(lambda x, y: iid(x, y, plain=True))
+    with pytest.raises(AssertionError, match="its inverse"):
+        checks.check_mass_mean_iid(lambda x, y: iid(x, y, times=True))
+    with pytest.raises(AssertionError, match="variances alone"):
+        checks.check_mass_mean_iid(lambda x, y: iid(x, y, diagonal=True))
+    with pytest.raises(AssertionError, match="halfway between the class means"):
+        checks.check_mass_mean_iid(lambda x, y: iid(x, y, no_bias=True))
 
 
 def test_cosines_top_latents_and_noise():

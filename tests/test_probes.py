@@ -4,7 +4,7 @@ own value changes nothing."""
 import pytest
 import torch
 
-from interp_utils import hooks, ioi, probes, steering
+from interp_utils import facts, hooks, ioi, probes, steering
 from interp_utils.dictionaries.sae import SAE, SAEConfig
 
 
@@ -159,3 +159,38 @@ def test_capital_statements():
     assert false.startswith("The capital of France is ") and not false.endswith("Paris")
     with pytest.raises(ValueError, match="at least two"):
         facts.capital_statements(model, pairs[:1])
+
+
+def test_third_name_statements_name_both_endings_once(bundled_model):
+    names = ioi.single_token_names(bundled_model)
+    prompts, third = facts.third_name_prompts(ioi.make_ioi_prompts(5, names, seed=0), names, seed=1)
+    assert all(
+        p.text.startswith(f"{c} went to the ") and c not in (p.io, p.s) for p, c in zip(prompts, third, strict=True)
+    )
+    batch = ioi.ioi_batch(bundled_model, prompts, corrupted=prompts)
+    tokens, at = facts.mention_statements(bundled_model, batch, third)
+    assert tokens.shape == (15, batch.tokens.shape[1] + 1) and facts.COMPLETIONS == ("io", "s", "third")
+    counts = probes.earlier_mentions(tokens, at).view(3, 5)
+    assert counts.tolist() == [[1] * 5, [2] * 5, [1] * 5]  # the IO and the third name once, the subject twice
+    for i, (p, c) in enumerate(zip(prompts, third, strict=True)):
+        for row, name in ((i, p.io), (5 + i, p.s), (10 + i, c)):
+            assert torch.equal(tokens[row, : at[row] + 1].cpu(), bundled_model.to_tokens(f"{p.text} {name}")[0].cpu())
+    assert facts.false_completions(4).tolist() == [1, 2, 1, 2]  # the subject and the third name, alternately
+    with pytest.raises(ValueError, match="one third name per prompt"):
+        facts.mention_statements(bundled_model, batch, third[:2])
+
+
+def test_iid_mass_mean_probe_shuffled_labels_and_earlier_mentions():
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(300, generator=g) < 0.5
+    # the classes differ along e0, but e1 varies far more within them and is correlated with e0
+    noise = torch.randn(300, 2, generator=g) * torch.tensor([0.3, 3.0])
+    x = noise @ torch.tensor([[1.0, 0.0], [0.9, 1.0]]) + y.float()[:, None] * torch.tensor([1.0, 0.0])
+    plain, iid = probes.mass_mean_probe(x, y), probes.iid_mass_mean_probe(x, y)
+    assert iid.accuracy(x, y) > plain.accuracy(x, y) + 0.1  # Σ⁻¹ discounts the noisy direction
+    shuffled = probes.shuffled(y, seed=1)
+    assert int(shuffled.sum()) == int(y.sum()) and not torch.equal(shuffled, y)
+    tokens = torch.tensor([[0, 4, 4, 5, 4], [0, 1, 2, 3, 3]])
+    assert probes.earlier_mentions(tokens, torch.tensor([2, 4])).tolist() == [1, 1]
+    with pytest.raises(ValueError, match="one position per row"):
+        probes.earlier_mentions(tokens, torch.tensor([2]))

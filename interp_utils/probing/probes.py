@@ -1,6 +1,7 @@
 """Linear probes on activations and the directions they find: logistic regression, difference of means ("mass-mean",
-Marks & Tegmark 2023), probes on a few SAE latents (Kantamneni et al. 2025), and the control task's selectivity
-(Hewitt & Liang 2019)."""
+Marks & Tegmark 2023) and its covariance-corrected form (Σ⁻¹θ), probes on a few SAE latents (Kantamneni et al. 2025),
+and the controls a probe is judged against: shuffled labels, a control task (Hewitt & Liang 2019) such as token
+identity or the count of earlier mentions, and selectivity."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from interp_utils.core import hooks
+from interp_utils.core.report import Band
+
+# The bands notebook 07 judges its lie detector by (and its mutation test checks): test accuracy in distribution, and
+# on the two shifts of distribution (held-out templates, noun roles).
+TRUTH_BAND = Band.at_least(0.9)
+SHIFT_BAND = Band.at_least(0.75)
 
 
 @dataclass
@@ -64,6 +71,20 @@ def mass_mean_probe(x: Float[Tensor, "n d"], y: Bool[Tensor, " n"]) -> Probe:
     return Probe(direction, float(-direction @ (pos + neg) / 2))
 
 
+def iid_mass_mean_probe(x: Float[Tensor, "n d"], y: Bool[Tensor, " n"], atol: float = 1e-3) -> Probe:
+    """Marks & Tegmark's covariance-corrected mass-mean probe (their ``iid=True``): the direction Σ⁻¹θ, with θ the
+    difference of the class means and Σ the covariance of the data with each class centred on its own mean
+    (pseudo-inverted, eigenvalues under ``atol`` dropped, as in their probes.py), thresholded halfway between the
+    two means."""
+    _check(x, y)
+    y = y.bool().to(x.device)
+    pos, neg = x[y].mean(0), x[~y].mean(0)
+    centred = torch.cat([x[y] - pos, x[~y] - neg])
+    covariance = centred.T @ centred / len(x)
+    direction = torch.linalg.pinv(covariance, hermitian=True, atol=atol) @ (pos - neg)
+    return Probe(direction, float(-direction @ (pos + neg) / 2))
+
+
 def logistic_probe(x: Float[Tensor, "n d"], y: Bool[Tensor, " n"], l2: float = 1e-3, steps: int = 100) -> Probe:
     """Logistic regression (full batch, L-BFGS) with an L2 penalty ``l2 · |w|²`` on the weights."""
     _check(x, y)
@@ -99,6 +120,24 @@ def control_labels(token_ids: Int[Tensor, " n"], seed: int = 0) -> Bool[Tensor, 
     types, inverse = torch.unique(token_ids.cpu(), return_inverse=True)
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(len(types), generator=g) < 0.5)[inverse]
+
+
+def earlier_mentions(tokens: Int[Tensor, "n pos"], at: Int[Tensor, " n"]) -> Int[Tensor, " n"]:
+    """How many times the token at ``at`` occurred earlier in its row (before ``at``): for a statement completed with a
+    name, how often the story had named it. A lie detector could read this count instead of truth."""
+    if at.shape != tokens.shape[:1]:
+        raise ValueError(f"Give one position per row: {tuple(at.shape)} positions for {len(tokens)} rows.")
+    at = at.to(tokens.device)
+    target = tokens[torch.arange(len(tokens), device=tokens.device), at]
+    before = torch.arange(tokens.shape[1], device=tokens.device)[None] < at[:, None]
+    return ((tokens == target[:, None]) & before).sum(1)
+
+
+def shuffled(y: Bool[Tensor, " n"], seed: int = 0) -> Bool[Tensor, " n"]:
+    """The labels in a random order: a probe trained on them learns nothing about the property (the null a probe's
+    accuracy is judged against)."""
+    g = torch.Generator().manual_seed(seed)
+    return y[torch.randperm(len(y), generator=g).to(y.device)]
 
 
 def flip_labels(y: Bool[Tensor, " n"], fraction: float, seed: int = 0) -> Bool[Tensor, " n"]:

@@ -131,24 +131,63 @@ def check_accuracy_by_layer(fn: Callable[..., list[float]]) -> None:
 
 
 @answered
-def check_control_task(fn: Callable[[Tensor, int], Tensor]) -> None:
-    tokens = torch.tensor([7, 3, 7, 9, 3, 7] + list(range(100, 300)))
-    got = fn(tokens, 0)
-    if not isinstance(got, Tensor) or got.shape != tokens.shape or got.dtype != torch.bool:
-        raise AssertionError(f"Return one bool label per token, shape {tuple(tokens.shape)}, got {got!r}.")
-    if not (got[0] == got[2] == got[5] and got[1] == got[4]):
-        raise AssertionError(
-            "The same token got different labels: the control task gives each token *type* one random label, "
-            "wherever it occurs, so that a probe can only learn it by identity."
-        )
-    share = got[6:].float().mean()
-    if not 0.3 < share < 0.7:
-        raise AssertionError(f"{share:.0%} of 200 distinct tokens are True: draw each type's label at random, with "
-                             "probability 1/2.")  # fmt: skip
-    if torch.equal(got, fn(tokens, 1)):
-        raise AssertionError("Seeds 0 and 1 gave the same labels: draw them from a generator seeded with `seed`.")
-    if not torch.equal(got, fn(tokens, 0)):
-        raise AssertionError("The same seed gave different labels: seed the generator, so the task can be repeated.")
+def check_mention_counts(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+    # row 0: token 5 at position 4, seen at 1 and 3 (and again at 5, after it); row 1: token 8 at 2, never before;
+    # row 2: token 0 (the padding id) at 3, seen at 0
+    tokens = torch.tensor([[0, 5, 6, 5, 5, 5], [0, 7, 8, 0, 0, 0], [0, 9, 9, 0, 0, 0]])
+    at = torch.tensor([4, 2, 3])
+    got = fn(tokens, at)
+    if not isinstance(got, Tensor) or got.shape != (3,) or got.dtype.is_floating_point or got.dtype == torch.bool:
+        raise AssertionError(f"Return one integer count per row, shape (3,), got {got!r}.")
+    got_list = [int(v) for v in got]
+    if got_list[0] == 3:
+        raise AssertionError("Row 0 counts 3: you counted the completing token itself. Count positions before `at`.")
+    if got_list[0] == 4:
+        raise AssertionError("Row 0 counts 4: you counted the whole row. Only earlier positions count: a mention "
+                             "after the statement's end is not part of it.")  # fmt: skip
+    want = [2, 0, 1]
+    if got_list != want:
+        raise AssertionError(f"Tokens {tokens.tolist()} read at {at.tolist()}: expected {want} earlier mentions, got "
+                             f"{got_list}.")  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    tokens, at = torch.randint(0, 6, (50, 12), generator=g), torch.randint(0, 12, (50,), generator=g)
+    if not torch.equal(fn(tokens, at).long(), probes.earlier_mentions(tokens, at).long()):
+        raise AssertionError("On random tokens your counts differ from the reference's.")
+
+
+@answered
+def check_mass_mean_iid(fn: Callable[[Tensor, Tensor], tuple[Tensor, float]]) -> None:
+    # two classes with the same spread, [±2, 0] and [0, ±1] around their means [1, 1] (True) and [0, 0] (False):
+    # within-class covariance diag(2, 0.5), θ = [1, 1], so Σ⁻¹θ = [0.5, 2] and the bias −(0.5 + 2) / 2 = −1.25
+    spread = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    x = torch.cat([spread + 1.0, spread])
+    y = torch.tensor([True] * 4 + [False] * 4)
+    direction, bias = _pair(fn(x, y), 2)
+    if torch.allclose(direction, torch.tensor([1.0, 1.0])):
+        raise AssertionError("That is the plain mass-mean direction θ: multiply it by the inverse of the within-class "
+                             "covariance.")  # fmt: skip
+    if torch.allclose(direction, torch.tensor([2.0, 0.5])):
+        raise AssertionError("You multiplied θ by the covariance Σ; the probe uses its inverse, Σ⁻¹θ.")
+    unit = direction / direction.norm().clamp_min(1e-12)
+    if float(unit @ torch.tensor([0.5, 2.0]) / torch.tensor([0.5, 2.0]).norm()) < 0.999:
+        raise AssertionError(f"Within-class covariance diag(2, 0.5) and θ = [1, 1]: expected a direction along "
+                             f"[0.5, 2], got {direction.tolist()}.")  # fmt: skip
+    midpoint = torch.tensor([0.5, 0.5])
+    if abs(float(direction @ midpoint) + bias) > 1e-3 * float(direction.norm()):
+        raise AssertionError(f"The bias should put the threshold halfway between the class means (score 0 at "
+                             f"[0.5, 0.5]): expected {-float(direction @ midpoint):.3g}, got {bias:.3g}.")  # fmt: skip
+    x, y = _planted(seed=2)
+    want = probes.iid_mass_mean_probe(x, y)
+    direction, bias = _pair(fn(x, y), x.shape[1])
+    scale = float(direction.norm() / want.direction.norm())
+    close = torch.allclose(direction, scale * want.direction, atol=1e-3 * scale)
+    if not close or abs(bias - scale * want.bias) > 1e-2 * scale:
+        pos, neg = x[y].mean(0), x[~y].mean(0)
+        diagonal = (pos - neg) / torch.cat([x[y] - pos, x[~y] - neg]).var(0)
+        if float(torch.cosine_similarity(direction, diagonal, dim=0)) > 0.999:
+            raise AssertionError("You divided θ by the variances alone (Σ's diagonal): invert the whole covariance "
+                                 "matrix, so that correlated dimensions are accounted for.")  # fmt: skip
+        raise AssertionError("On random data your probe differs from the reference's Σ⁻¹θ (up to a positive scale).")
 
 
 @answered
