@@ -91,6 +91,7 @@ def test_strict_mode_fails_when_the_recorded_counts_are_stale(tmp_path, monkeypa
     recorded = {"mode": "fast", "notebooks": {"nb": {"model": "m", "findings": 2, "sanity": 0, "not_judged": 0}}}
     (tmp_path / "counts.json").write_text(json.dumps(recorded))
     monkeypatch.setenv("INTERP_EXPECTED_COUNTS", str(tmp_path / "counts.json"))
+    monkeypatch.setenv("INTERP_REPORT_DIR", str(tmp_path / "tables"))
     monkeypatch.setenv("INTERP_FAST", "1")
     table = ReproductionTable("nb", model="m (gpt2 could not be loaded)")
     table.judge("holds", "p", "m", 1.0, Band.at_least(0.5), 0.0, "random")
