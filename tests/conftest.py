@@ -37,3 +37,20 @@ def bundled_model() -> HookedTransformer:
     from interp_utils import load_bundled
 
     return load_bundled(device=DEVICE)
+
+
+HANDSET_HALF = 12  # the hand-set case's sequences: a random half, then the same half again
+
+
+@pytest.fixture(scope="session")
+def handset():
+    """Notebook 06's hand-set case on the CPU: the model with distractor heads, its edge graph, repeated sequences and
+    their corruptions, the edges of the circuit set by hand, and the metric (the next token's logit)."""
+    from interp_utils import reference_circuits as rc
+    from interp_utils.circuits.edge_graph import EdgeGraph
+
+    model = rc.handset_model(device="cpu")
+    graph = EdgeGraph.of(model)
+    tokens, corrupt = rc.repeated_pairs(6, HANDSET_HALF, seed=0)
+    truth = graph.as_edges(rc.edge_mask(graph, rc.HANDSET_CIRCUIT))
+    return model, graph, tokens, corrupt, truth, rc.next_token_logit(tokens, HANDSET_HALF)

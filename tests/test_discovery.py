@@ -8,17 +8,7 @@ from interp_utils import discovery, edge_attribution, edge_graph, hooks
 from interp_utils import reference_circuits as rc
 from interp_utils.circuits.edge_graph import EdgeGraph
 from interp_utils.core.metrics import normalised_metric
-
-HALF = 12
-
-
-@pytest.fixture(scope="module")
-def handset():
-    model = rc.handset_model(device="cpu")
-    graph = EdgeGraph.of(model)
-    tokens, corrupt = rc.repeated_pairs(6, HALF, seed=0)
-    truth = graph.as_edges(rc.edge_mask(graph, rc.HANDSET_CIRCUIT))
-    return model, graph, tokens, corrupt, truth, rc.next_token_logit(tokens, HALF)
+from tests.conftest import HANDSET_HALF as HALF
 
 
 def test_the_handset_circuits_edges_are_exactly_the_ones_that_matter(handset):
@@ -171,17 +161,25 @@ def test_compare_methods_times_and_scores_every_method_and_takes_a_learners_piec
     assert evaluation.plot_rocs(result, truth, "hand-set").data
 
 
-def test_staircase_auc_is_pessimistic_auc_on_a_rankings_roc():
-    from interp_utils.circuits import evaluation
+def test_pessimistic_auc_on_a_rankings_roc_matches_its_definition_point_by_point():
+    def by_definition(fpr, tpr):  # their estimator written out: drop the beaten points, then the staircase
+        points = list(zip(fpr.double().tolist(), tpr.double().tolist(), strict=True))
+        kept = sorted({(x, y) for x, y in points if not any(x1 < x and y1 > y for x1, y1 in points)})
+        return sum((1 - x) * (y - y0) for (_, y0), (x, y) in zip(kept, kept[1:], strict=False))
 
     g = torch.Generator().manual_seed(0)
     truth = torch.rand(60, generator=g) < 0.2
     scores = torch.randn(60, generator=g, dtype=torch.float64) + 1.5 * truth
     fpr, tpr = discovery.roc(scores, truth)
-    assert evaluation.staircase_auc(fpr, tpr) == pytest.approx(discovery.pessimistic_auc(fpr, tpr))
+    assert discovery.pessimistic_auc(fpr, tpr) == pytest.approx(by_definition(fpr, tpr))
     # through every threshold without ties each step is a corner, so the staircase and the trapezoids agree
-    assert evaluation.staircase_auc(fpr, tpr) == pytest.approx(discovery.auc(fpr, tpr))
+    assert discovery.pessimistic_auc(fpr, tpr) == pytest.approx(discovery.auc(fpr, tpr))
     # ties make diagonal steps: the staircase gives them nothing of the triangle that the trapezoids count
     tied = discovery.roc(scores.round(), truth)
-    assert evaluation.staircase_auc(*tied) == pytest.approx(discovery.pessimistic_auc(*tied))
-    assert evaluation.staircase_auc(*tied) < discovery.auc(*tied)
+    assert discovery.pessimistic_auc(*tied) == pytest.approx(by_definition(*tied))
+    assert discovery.pessimistic_auc(*tied) < discovery.auc(*tied)
+    for _ in range(20):  # scattered points, some beaten, some repeated
+        xs, ys = ((torch.rand(12, generator=g) * 4).round() / 4 for _ in range(2))
+        assert discovery.pessimistic_auc(xs, ys) == pytest.approx(by_definition(xs, ys))
+    with pytest.raises(ValueError, match="one value per point"):
+        discovery.pessimistic_auc(torch.zeros(3), torch.zeros(2))

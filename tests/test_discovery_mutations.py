@@ -4,29 +4,18 @@ bands (the constants of interp_utils.circuits.evaluation). A row that a broken m
 import torch
 
 from interp_utils import discovery, edge_attribution, edge_graph
-from interp_utils import reference_circuits as rc
 from interp_utils.circuits import evaluation
 from interp_utils.circuits.edge_graph import EdgeGraph
 from interp_utils.core.report import judge
 from interp_utils.course.checks import circuit_discovery as checks
-
-HALF = 12
-
-
-def handset_case():
-    model = rc.handset_model(device="cpu")
-    graph = EdgeGraph.of(model)
-    tokens, corrupt = rc.repeated_pairs(6, HALF, seed=0)
-    truth = graph.as_edges(rc.edge_mask(graph, rc.HANDSET_CIRCUIT))
-    return model, graph, tokens, corrupt, truth, rc.next_token_logit(tokens, HALF)
 
 
 def auc(scores, truth):
     return discovery.auc(*discovery.roc(scores, truth))
 
 
-def test_a_broken_eap_falls_out_of_the_induction_rows_band(monkeypatch):
-    model, graph, tokens, corrupt, truth, metric = handset_case()
+def test_a_broken_eap_falls_out_of_the_induction_rows_band(monkeypatch, handset):
+    model, graph, tokens, corrupt, truth, metric = handset
     noise = torch.randn(graph.n_edges, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     control = auc(noise, truth)  # the row's control: random edge scores
     scores = edge_attribution.eap(model, graph, tokens, corrupt, metric)
@@ -73,10 +62,10 @@ def test_eap_ig_against_a_copy_of_eap_is_not_a_win():
     assert better in evaluation.beats(se)
 
 
-def test_eap_ig_integrating_to_the_wrong_endpoint_falls_out_of_the_ig_over_eap_band():
+def test_eap_ig_integrating_to_the_wrong_endpoint_falls_out_of_the_ig_over_eap_band(handset):
     # notebook 06's row "EAP-IG recovers them": EAP-IG's smallest share of the exact effect on the 3 edges through
     # head 1.0's saturated pattern, over EAP's largest, must be in IG_OVER_EAP; its control is EAP-IG with 1 step
-    model, graph, tokens, corrupt, _, metric = handset_case()
+    model, graph, tokens, corrupt, _, metric = handset
     exact = edge_graph.edge_patching(model, graph, tokens, corrupt, metric, progress=False)
     names = graph.edge_names()
     through_pattern = [names.index(e) for e in ("embed → 0.0.v", "0.0 → 1.0.k", "embed → 1.0.q")]

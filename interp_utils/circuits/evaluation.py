@@ -101,7 +101,7 @@ def compare_methods(
     (random edge scores, the ROC area of a ranking that knows nothing) and ``acdc_random`` (circuits drawn at random
     with ACDC's sizes, their ROC points); ``auc_pessimistic`` holds ACDC's area and that of its random control by
     Conmy et al.'s estimator (:func:`~interp_utils.circuits.discovery.pessimistic_auc`), and EAP's and the random
-    scores' by the same staircase through every threshold (:func:`staircase_auc`)."""
+    scores' by the same estimator through every threshold of their ranking."""
     methods = methods or reference_methods()
     device = tokens.device
     out: dict[str, Any] = {"times": {}, "auc": {}}
@@ -152,8 +152,8 @@ def compare_methods(
     out["auc_pessimistic"] = {
         "ACDC": discovery.pessimistic_auc(*out["roc_acdc"]),
         "random circuits": discovery.pessimistic_auc(*out["acdc_random"]),
-        "EAP": staircase_auc(*methods.roc(out["EAP"], truth)),
-        "random scores": staircase_auc(*methods.roc(noise, truth)),
+        "EAP": discovery.pessimistic_auc(*methods.roc(out["EAP"], truth)),
+        "random scores": discovery.pessimistic_auc(*methods.roc(noise, truth)),
     }
     return out
 
@@ -215,14 +215,6 @@ def bootstrap_correlation_gain(a: Tensor, b: Tensor, exact: Tensor, n: int = 200
     everything = torch.arange(len(exact))
     draws = [gain(torch.randint(0, len(exact), (len(exact),), generator=g)) for _ in range(n)]
     return gain(everything), float(torch.tensor(draws).std())
-
-
-def staircase_auc(fpr: Tensor, tpr: Tensor) -> float:
-    """:func:`~interp_utils.circuits.discovery.pessimistic_auc` for a ROC curve through every threshold of a ranking
-    (monotone, so no point is dominated), vectorised: ``Σ (1 − fpr_i)(tpr_i − tpr_{i−1})``, the staircase that Conmy
-    et al. score ACDC's points by, so that a ranking and ACDC's circuits are scored alike."""
-    fpr, tpr = fpr.double(), tpr.double()
-    return float(((1 - fpr[1:]) * (tpr[1:] - tpr[:-1])).sum())
 
 
 def plot_rocs(result: dict[str, Any], truth: Tensor, title: str, methods: Methods | None = None) -> go.Figure:

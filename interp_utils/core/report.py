@@ -26,7 +26,7 @@ from typing import Literal
 from interp_utils.core.runtime import device_name, fast_mode, peak_gpu_memory, strict_mode
 
 Kind = Literal["finding", "sanity", "note"]
-KINDS: tuple[Kind, ...] = ("finding", "sanity", "note")
+COUNT_KEYS = ("findings", "findings_agree", "sanity", "sanity_hold", "not_judged")  # ReproductionTable.counts
 
 
 def escape_cell(cell: object) -> str:
@@ -166,6 +166,15 @@ def recorded_counts_differ(notebook: str, model: str, mode: str, counts: dict[st
     )
 
 
+def counts_sentence(counts: dict[str, int], where: str) -> str:
+    """The three counts of one table or of several (``ReproductionTable.counts``), as a sentence."""
+    return (
+        f"{counts['findings_agree']} of {counts['findings']} findings judged with a control agree; "
+        f"{counts['sanity_hold']} of {counts['sanity']} sanity checks hold; "
+        f"{counts['not_judged']} row(s) not judged {where}."
+    )
+
+
 def judge(value: float, band: Band, control: float) -> bool:
     """The rule every finding is judged by: the value inside the band, the control outside it."""
     return value in band and control not in band
@@ -259,12 +268,7 @@ class ReproductionTable:
         }
 
     def counts_text(self) -> str:
-        c = self.counts()
-        return (
-            f"{c['findings_agree']} of {c['findings']} findings judged with a control agree; "
-            f"{c['sanity_hold']} of {c['sanity']} sanity checks hold; "
-            f"{c['not_judged']} row(s) not judged on this model."
-        )
+        return counts_sentence(self.counts(), "on this model")
 
     def markdown(self) -> str:
         mark = {True: "yes", False: "**no**", None: "not judged"}
@@ -299,20 +303,22 @@ class ReproductionTable:
         as JSON. In strict mode (``INTERP_STRICT=1``, as under pytest) a finding that disagrees, a finding whose
         control falls inside its band, or a sanity check that fails raises afterwards."""
         mode, seconds = "fast" if fast_mode() else "full", time.time() - self.started
-        device, peak = device_name(), peak_gpu_memory()
+        record = self.record(mode, seconds)
+        peak = record["peak_gpu_bytes"]
         memory = f", peak GPU memory {peak / 2**30:.2f} GiB" if peak is not None else ""
+        device = record["device"]
         footer = f"\n\nModel: {self.model}. Mode: {mode}. Device: {device}{memory}. Run time so far: {seconds:.0f} s."
         show_markdown(self.markdown() + footer)
         out_dir = os.environ.get("INTERP_REPORT_DIR")
         if out_dir:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
-            (Path(out_dir) / f"{self.notebook}.json").write_text(json.dumps(self.record(mode, seconds), indent=2))
+            (Path(out_dir) / f"{self.notebook}.json").write_text(json.dumps(record, indent=2))
         failed = [r.finding for r in self.rows if r.agrees is False]
         for r in self.rows:  # judge again from the stored numbers: the rule, not the flag, decides
             band = r.band
             if r.kind == "finding" and r.agrees and (band is None or not judge(r.value, band, r.control)):  # type: ignore[arg-type]
                 failed.append(f"{r.finding} (its control is inside the band)")
-        stale = recorded_counts_differ(self.notebook, self.model, mode, self.counts())
+        stale = recorded_counts_differ(self.notebook, self.model, mode, record["counts"])
         if stale:
             failed.append(stale)
         if failed and strict_mode():

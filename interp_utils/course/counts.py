@@ -17,14 +17,13 @@ import re
 import sys
 from pathlib import Path
 
-from interp_utils.core.report import markdown_table, model_key
+from interp_utils.core.report import COUNT_KEYS, markdown_table, model_key
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNTS_FILE = ROOT / "data" / "reproduction_counts.json"
 README = ROOT / "README.md"
 BEGIN = "<!-- counts: python -m interp_utils.course.counts -->"
 END = "<!-- /counts -->"
-KEYS = ("findings", "findings_agree", "sanity", "sanity_hold", "not_judged")
 
 
 def gather(table_dir: Path) -> dict:
@@ -38,8 +37,10 @@ def gather(table_dir: Path) -> dict:
     old = [t["notebook"] for t in tables if "counts" not in t]
     if old:
         raise ValueError(f"Tables {old} have no counts: they were written by an older version; run them again.")
-    notebooks = {t["notebook"]: {"model": model_key(t["model"])} | {k: t["counts"][k] for k in KEYS} for t in tables}
-    total = {k: sum(n[k] for n in notebooks.values()) for k in KEYS}
+    notebooks = {
+        t["notebook"]: {"model": model_key(t["model"])} | {k: t["counts"][k] for k in COUNT_KEYS} for t in tables
+    }
+    total = {k: sum(n[k] for n in notebooks.values()) for k in COUNT_KEYS}
     return {"mode": modes.pop(), "notebooks": notebooks, "total": total}
 
 

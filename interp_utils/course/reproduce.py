@@ -26,7 +26,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from tqdm.auto import tqdm
 
-from interp_utils.core.report import ReproductionTable, Row, markdown_table
+from interp_utils.core.report import COUNT_KEYS, ReproductionTable, Row, counts_sentence, markdown_table
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -108,7 +108,7 @@ def report_markdown(results: list[Result], mode: str, model: str) -> str:
         f"{len(results)} notebook(s), {total / 60:.1f} minutes in all.",
         "",
     ]
-    summary, totals = [], dict.fromkeys(("findings", "findings_agree", "sanity", "sanity_hold", "not_judged"), 0)
+    summary, totals = [], dict.fromkeys(COUNT_KEYS, 0)
     for r in results:
         record = r.table or {}
         table = _table(record) if r.table else None
@@ -130,12 +130,7 @@ def report_markdown(results: list[Result], mode: str, model: str) -> str:
     header = ["notebook", "model", "device", "time", "peak GPU memory", "findings with a control: agree"]
     header += ["sanity checks: hold", "not judged", "status"]
     lines.append(markdown_table(header, summary))
-    lines += [
-        "",
-        f"In all: {totals['findings_agree']} of {totals['findings']} findings judged with a control agree; "
-        f"{totals['sanity_hold']} of {totals['sanity']} sanity checks hold; {totals['not_judged']} row(s) not judged "
-        "on the model they ran on.",
-    ]
+    lines += ["", "In all: " + counts_sentence(totals, "on the model they ran on")]
     for r in results:
         lines += ["", f"## {r.notebook}", ""]
         if r.error:
