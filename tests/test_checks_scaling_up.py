@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from interp_utils import ioi, patching, steering
+from interp_utils import ioi, patching, probes, steering
 from interp_utils.course.checks import scaling_up as checks
 from interp_utils.models import scaling
 
@@ -126,7 +126,9 @@ def test_the_nnsight_methods_give_transformerlens_numbers_on_the_bundled_model(t
             diff = final[rows, batch.io] - final[rows, batch.s]
             ours[layer, j] = ((diff - corrupt) / (clean - corrupt)).mean()
     assert (ours - sweep).abs().max() < 1e-4
-    assert (scaling.resid_pre(lm, batch.tokens, end) - scaling.tl_resid_pre(tl, batch.tokens, end)).abs().max() < 1e-4
+    assert (
+        scaling.resid_pre(lm, batch.tokens, end) - probes.residuals_at(tl, batch.tokens, end, kind="resid_pre")
+    ).abs().max() < 1e-4
     vector = torch.randn(tl.cfg.d_model, generator=torch.Generator().manual_seed(0)) * 3
     steered = scaling.steer(lm, batch.tokens, 2, vector, 1.5, end)
     want = scaling.tl_final_logits(tl, batch.tokens, end, steering.add_hooks(2, vector, 1.5))
@@ -227,8 +229,6 @@ def test_the_probe_on_nnsight_activations_is_the_probe_on_transformerlens_activa
     """Lesson 08's probe (names against nouns, at the last token, entering the middle block): trained on the
     activations nnsight reads and on TransformerLens's resid_pre, the same direction (cosine > 0.9999), the same
     prediction on every held-out story, the same accuracy."""
-    from interp_utils import probes
-
     tl, lm = twins.tl, twins.lm
     names, nouns, templates = ioi.default_names(tl), ioi.default_nouns(tl), ioi.default_templates(tl)
     layer = tl.cfg.n_layers // 2
@@ -236,7 +236,9 @@ def test_the_probe_on_nnsight_activations_is_the_probe_on_transformerlens_activa
     def both(cast, n, seed):
         batch = ioi.ioi_batch(tl, ioi.make_ioi_prompts(n, cast, templates, seed=seed), seed=seed + 1)
         end = batch.positions["end"]
-        return scaling.resid_pre(lm, batch.tokens, end)[:, layer], scaling.tl_resid_pre(tl, batch.tokens, end)[:, layer]
+        return scaling.resid_pre(lm, batch.tokens, end)[:, layer], probes.residuals_at(
+            tl, batch.tokens, end, kind="resid_pre"
+        )[:, layer]
 
     (nn_train, tl_train), (nn_test, tl_test) = [
         [torch.cat(pair) for pair in zip(both(names, n, seed), both(nouns, n, seed), strict=True)]

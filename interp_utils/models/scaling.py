@@ -25,7 +25,6 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from interp_utils.core import hooks
 from interp_utils.core.loading import GPT2_NAMES, banner, hub_reachable, load_bundled
 from interp_utils.models.hf_export import hf_tokenizer, to_hf_gpt2
 
@@ -250,17 +249,6 @@ def steer(
 
 
 # ------------------------------------------------------------------ the TransformerLens twins, for comparisons
-
-
-@torch.inference_mode()
-def tl_resid_pre(
-    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], at: Int[Tensor, " batch"]
-) -> Float[Tensor, "batch layer d_model"]:
-    """TransformerLens's ``resid_pre`` of every layer at one position per row (what :func:`resid_pre` reads)."""
-    names = hooks.layer_names("resid_pre", model.cfg.n_layers)
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
-    rows = torch.arange(len(tokens))
-    return torch.stack([cache[name][rows, at] for name in names], 1).float().cpu()
 
 
 @torch.inference_mode()

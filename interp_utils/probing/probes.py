@@ -6,6 +6,7 @@ identity or the count of earlier mentions, and selectivity."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -46,12 +47,17 @@ def _check(x: Tensor, y: Tensor) -> None:
 
 @torch.inference_mode()
 def residuals_at(
-    model: HookedTransformer, tokens: Int[Tensor, "n pos"], positions: Int[Tensor, " n"], batch_size: int = 64
+    model: HookedTransformer,
+    tokens: Int[Tensor, "n pos"],
+    positions: Int[Tensor, " n"],
+    batch_size: int = 64,
+    kind: Literal["resid_post", "resid_pre"] = "resid_post",
 ) -> Float[Tensor, "n layer d_model"]:
-    """The residual stream after each layer (resid_post) at one position per row: what a probe at each layer reads."""
+    """The residual stream after each layer (``resid_post``; ``resid_pre``: entering it) at one position per row:
+    what a probe at each layer reads."""
     if positions.shape != tokens.shape[:1]:
         raise ValueError(f"Give one position per row: {tuple(positions.shape)} positions for {len(tokens)} rows.")
-    names = hooks.layer_names("resid_post", model.cfg.n_layers)
+    names = hooks.layer_names(kind, model.cfg.n_layers)
     out = []
     for start in range(0, len(tokens), batch_size):
         chunk, at = tokens[start : start + batch_size], positions[start : start + batch_size]

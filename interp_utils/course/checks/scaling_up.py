@@ -15,8 +15,9 @@ from transformer_lens import HookedTransformer
 from interp_utils.core import hooks
 from interp_utils.course.checks import answered
 from interp_utils.data import ioi
-from interp_utils.models.scaling import tl_final_logits, tl_resid_pre
+from interp_utils.models.scaling import tl_final_logits
 from interp_utils.probing import steering
+from interp_utils.probing.probes import residuals_at
 
 ATOL = 1e-4  # nnsight on the converted model against TransformerLens: float error only
 
@@ -72,16 +73,11 @@ def check_resid_pre(fn: Callable[..., Tensor], tl: HookedTransformer, lm: Any) -
     if isinstance(got, Tensor) and tuple(got.shape) == (layers, n, d):
         raise AssertionError(f"Shaped [layer, batch, d_model]: stack the layers on dimension 1, [{n}, {layers}, {d}].")
     got = _tensor(got, (n, layers, d), "the residual stream entering each block")
-    want = tl_resid_pre(tl, batch.tokens, at)
-    names = hooks.layer_names("resid_post", layers)
-    with torch.inference_mode():
-        _, cache = tl.run_with_cache(batch.tokens, names_filter=lambda name: name in names)
-    rows = torch.arange(n)
-    post = torch.stack([cache[name][rows, at] for name in names], 1).float().cpu()
-    if _close(got, post):
+    want = residuals_at(tl, batch.tokens, at, kind="resid_pre")
+    if _close(got, residuals_at(tl, batch.tokens, at)):  # resid_post
         raise AssertionError("That is each block's output (the stream after it): read the block's input, the stream "
                              "entering it. Layer 0's input is the embeddings.")  # fmt: skip
-    if _close(got, tl_resid_pre(tl, batch.tokens, _last_column(batch))):
+    if _close(got, residuals_at(tl, batch.tokens, _last_column(batch), kind="resid_pre")):
         raise AssertionError("You read the last column for every row: read each row at its own position, at[row].")
     if not _close(got, want):
         raise AssertionError(f"Your stream differs from TransformerLens's resid_pre by up to "
@@ -102,7 +98,7 @@ def check_patch_resid(fn: Callable[..., Tensor], tl: HookedTransformer, lm: Any)
     batch = _batch(tl)
     end, at, layer = batch.positions["end"], batch.positions["S2"], 1
     rows = torch.arange(len(batch), device=batch.tokens.device)
-    clean = tl_resid_pre(tl, batch.tokens, at)  # [batch, layer, d_model]
+    clean = residuals_at(tl, batch.tokens, at, kind="resid_pre")  # [batch, layer, d_model]
     got = fn(lm, batch.corrupted, clean[:, layer], layer, at, end)
     got = _tensor(got, (len(batch), tl.cfg.d_vocab), "the patched run's logits at each row's end")
     want = tl_final_logits(tl, batch.corrupted, end, _replace_at(layer, rows, at, clean[:, layer]))
