@@ -22,7 +22,7 @@ os.environ.setdefault("INTERP_STRICT", "1")
 os.environ.setdefault("INTERP_EXPECTED_COUNTS", str(Path(__file__).parent / "data" / "reproduction_counts.json"))
 
 TIERS = ("notebook", "standin", "browser", "index", "slow")
-SLOW_FILES = {"test_benchmarks.py", "test_footprint.py", "test_reproduce.py", "test_colab.py"}
+SLOW_FILES = {"test_benchmarks.py", "test_grading_lesson.py", "test_footprint.py", "test_reproduce.py", "test_colab.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

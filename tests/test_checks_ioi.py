@@ -1,9 +1,12 @@
 """Notebook 03's checks pass the reference answers and reject plausible wrong ones with the message meant for them."""
 
+from collections import defaultdict
+from functools import partial
+
 import pytest
 import torch
 
-from interp_utils import dla, hooks, ioi, patching
+from interp_utils import dla, hooks, ioi, ioi_circuit, patching
 from interp_utils.circuits.heads import copying_score
 from interp_utils.circuits.patching import Patch
 from interp_utils.course.checks import ioi as checks
@@ -17,21 +20,25 @@ def test_logit_diff_and_normalised_checks():
         )
     with pytest.raises(AssertionError, match="sign is reversed"):
         checks.check_logit_diff(lambda lg, b: -ioi.logit_diff(lg, b))
+    with pytest.raises(AssertionError, match="one value per prompt"):  # the mean over prompts already
+        checks.check_logit_diff(lambda lg, b: ioi.logit_diff(lg, b).mean())
     checks.check_normalised_logit_diff(ioi.normalised_logit_diff)
     with pytest.raises(AssertionError, match="Subtract the corrupted"):
         checks.check_normalised_logit_diff(lambda lg, b, c, k: (ioi.logit_diff(lg, b) - k) / c)
     with pytest.raises(AssertionError, match="Subtract the corrupted"):
         checks.check_normalised_logit_diff(lambda lg, b, c, k: (c - ioi.logit_diff(lg, b)) / (c - k))
+    with pytest.raises(AssertionError, match="one value per prompt"):
+        checks.check_normalised_logit_diff(lambda lg, b, c, k: ioi.normalised_logit_diff(lg, b, c, k).mean())
 
 
-def _layer_effects(model, cache, batch, scale=True, at_end=True):
+def _layer_effects(model, cache, batch, scale=True, at_end=True, pos_embed=True):
     """dla.layer_direct_effects with the two usual mistakes available: no LayerNorm scale, the last column."""
     rows = torch.arange(len(batch))
     end = batch.positions["end"] if at_end else torch.full((len(batch),), batch.tokens.shape[1] - 1)
     unit = (model.W_U[:, batch.io] - model.W_U[:, batch.s]).T.detach()
     if scale:
         unit = unit / cache[hooks.name("ln_final_scale")][rows, end]
-    names = {"embed": [hooks.name("embed"), hooks.name("pos_embed")]}
+    names = {"embed": [hooks.name("embed")] + ([hooks.name("pos_embed")] if pos_embed else [])}
     for layer in range(model.cfg.n_layers):
         names[f"attn {layer}"] = [hooks.name("attn_out", layer)]
         names[f"mlp {layer}"] = [hooks.name("mlp_out", layer)]
@@ -45,6 +52,8 @@ def test_direct_logit_attribution_checks(bundled_model):
         checks.check_layer_direct_effects(lambda m, c, b: _layer_effects(m, c, b, scale=False), bundled_model)
     with pytest.raises(AssertionError, match="positions\\['end'\\]"):
         checks.check_layer_direct_effects(lambda m, c, b: _layer_effects(m, c, b, at_end=False), bundled_model)
+    with pytest.raises(AssertionError, match="add the position embeddings"):
+        checks.check_layer_direct_effects(lambda m, c, b: _layer_effects(m, c, b, pos_embed=False), bundled_model)
     checks.check_head_direct_effects(dla.head_direct_effects, bundled_model)
 
     def with_bias(m, c, b):  # each head given a share of b_O
@@ -54,6 +63,18 @@ def test_direct_logit_attribution_checks(bundled_model):
         checks.check_head_direct_effects(with_bias, bundled_model)
     with pytest.raises(AssertionError, match="shape"):
         checks.check_head_direct_effects(lambda m, c, b: dla.head_direct_effects(m, c, b).T[:2], bundled_model)
+
+    def unscaled(model, cache, batch):  # the final LayerNorm's scale left out
+        rows, end = torch.arange(len(batch)), batch.positions["end"]
+        unit = (model.W_U[:, batch.io] - model.W_U[:, batch.s]).T.detach()
+        z = [cache[hooks.name("z", layer)][rows, end] for layer in range(model.cfg.n_layers)]
+        out = [
+            (torch.einsum("bhd,hdm->bhm", zl, model.W_O[i]) * unit[:, None]).sum(-1).mean(0) for i, zl in enumerate(z)
+        ]
+        return torch.stack(out).detach()
+
+    with pytest.raises(AssertionError, match="LayerNorm's scale"):
+        checks.check_head_direct_effects(unscaled, bundled_model)
 
 
 def _sweep_one(model, tokens, cache, patch, metric, positions=None):
@@ -76,6 +97,13 @@ def test_activation_patching_checks(bundled_model):
     with pytest.raises(AssertionError, match="own position"):
         checks.check_patch_resid(first_prompts_position, bundled_model)
 
+    def per_prompt(model, tokens, cache, layer, pos, positions, metric):  # the metric of each prompt, no mean
+        patch = Patch(hooks.name("resid_pre", layer), pos)
+        return torch.full((len(tokens),), _sweep_one(model, tokens, cache, patch, metric, positions))
+
+    with pytest.raises(AssertionError, match="Python float"):
+        checks.check_patch_resid(per_prompt, bundled_model)
+
     def outputs(model, tokens, cache, kind, metric):
         patches = [Patch(hooks.name(kind, layer)) for layer in range(model.cfg.n_layers)]
         return patching.patch_sweep(model, tokens, cache, patches, metric)
@@ -85,6 +113,8 @@ def test_activation_patching_checks(bundled_model):
         checks.check_patch_layer_outputs(lambda m, t, c, k, f: outputs(m, t, c, "resid_post", f), bundled_model)
     with pytest.raises(AssertionError, match="one value per layer"):
         checks.check_patch_layer_outputs(lambda m, t, c, k, f: outputs(m, t, c, k, f).mean(), bundled_model)
+    with pytest.raises(AssertionError, match="One run per layer"):  # `kind` ignored: always the attention output
+        checks.check_patch_layer_outputs(lambda m, t, c, k, f: outputs(m, t, c, "attn_out", f), bundled_model)
 
     def head(model, tokens, cache, layer, h, metric, pos=None, positions=None):
         return _sweep_one(model, tokens, cache, Patch(hooks.name("z", layer), pos, h), metric, positions)
@@ -119,6 +149,18 @@ def test_path_patching_checks(bundled_model):
     with pytest.raises(AssertionError, match="comes from corrupt_cache"):  # everything clean: no change at all
         checks.check_path_patch_to_logits(lambda m, t, c, k, s, f: to_logits(m, t, c, c, s, f), bundled_model)
 
+    def whole_sender_layer(model, tokens, clean, corrupt, sender, metric):  # every head of the sender's layer
+        def freeze(z, hook):
+            z[:] = (corrupt if hook.layer() == sender[0] else clean)[hook.name]
+            return z
+
+        frozen = [(hooks.name("z", layer), freeze) for layer in range(model.cfg.n_layers)]
+        with torch.inference_mode():
+            return metric(model.run_with_hooks(tokens, fwd_hooks=frozen)).mean().item()
+
+    with pytest.raises(AssertionError, match="except the sender's"):
+        checks.check_path_patch_to_logits(whole_sender_layer, bundled_model)
+
     def inputs(model, tokens, clean, corrupt, sender, layer, mode):
         return patching.receiver_inputs(model, tokens, clean, corrupt, [sender], [layer], mode)[hooks.name(mode, layer)]
 
@@ -145,6 +187,10 @@ def test_path_patching_checks(bundled_model):
 
     with pytest.raises(AssertionError, match="Freeze every head"):
         checks.check_receiver_inputs(only_sender, bundled_model)
+    with pytest.raises(AssertionError, match="differs from the reference"):  # always the queries
+        checks.check_receiver_inputs(
+            lambda m, t, c, k, s, layer, mode: inputs(m, t, c, k, s, layer, "q"), bundled_model
+        )
 
     def to_receivers(model, tokens, clean, corrupt, sender, receivers, mode, metric):
         return patching.path_patch_heads(model, tokens, clean, corrupt, [sender], metric, receivers, mode).item()
@@ -160,6 +206,10 @@ def test_path_patching_checks(bundled_model):
     with pytest.raises(AssertionError, match="only the receivers' heads"):  # always the queries
         checks.check_path_patch_to_receivers(
             lambda m, t, c, k, s, r, mode, f: to_receivers(m, t, c, k, s, r, "q", f), bundled_model
+        )
+    with pytest.raises(AssertionError, match="Rerun the clean tokens"):  # the frozen run's own metric, no second run
+        checks.check_path_patch_to_receivers(
+            lambda m, t, c, k, s, r, mode, f: to_logits(m, t, c, k, s, f), bundled_model
         )
 
 
@@ -178,6 +228,11 @@ def test_copying_ablation_faithfulness_and_attribution_checks(bundled_model):
             lambda m, layer, h, t, k=5, negative=False: copying_score(m, layer, h, t, k), bundled_model
         )
 
+    with pytest.raises(AssertionError, match="top 5"):  # k ignored: the top logit only
+        checks.check_copying_score(
+            lambda m, layer, h, t, k=5, negative=False: copying_score(m, layer, h, t, 1, negative), bundled_model
+        )
+
     checks.check_ablate_except(patching.ablate_except)
     with pytest.raises(AssertionError, match="own position"):
         checks.check_ablate_except(
@@ -189,6 +244,8 @@ def test_copying_ablation_faithfulness_and_attribution_checks(bundled_model):
         checks.check_ablate_except(
             lambda z, means, keep: patching.ablate_except(z, means, [(h, None) for h, _ in keep])
         )
+    with pytest.raises(AssertionError, match="should survive"):  # the other way round: the kept entries ablated
+        checks.check_ablate_except(lambda z, means, keep: z + means - patching.ablate_except(z, means, keep))
 
     def faithfulness(model, batch, fwd_hooks):
         with torch.inference_mode():
@@ -207,6 +264,8 @@ def test_copying_ablation_faithfulness_and_attribution_checks(bundled_model):
         checks.check_faithfulness(mean_of_ratios, bundled_model)
     with pytest.raises(AssertionError, match="Run with the hooks"):
         checks.check_faithfulness(lambda m, b, h: faithfulness(m, b, []), bundled_model)
+    with pytest.raises(AssertionError, match="Run with the hooks"):  # the full model over the circuit
+        checks.check_faithfulness(lambda m, b, h: 1 / faithfulness(m, b, h), bundled_model)
 
     checks.check_attribution_patch_heads(patching.attribution_patch_heads, bundled_model)
     with pytest.raises(AssertionError, match="sign is reversed"):
@@ -217,3 +276,69 @@ def test_copying_ablation_faithfulness_and_attribution_checks(bundled_model):
 
     with pytest.raises(AssertionError, match="mean metric"):
         checks.check_attribution_patch_heads(summed, bundled_model)
+
+    def gradient_times_source(model, tokens, cache, metric):  # z_clean * grad: the corrupted z not subtracted
+        corrupt_cache = model.run_with_cache(tokens)[1]
+        shifted = {n: cache[n] + corrupt_cache[n] for n in cache.keys() if n.endswith("hook_z")}
+        return patching.attribution_patch_heads(model, tokens, shifted, metric)
+
+    with pytest.raises(AssertionError, match="z_clean - z"):
+        checks.check_attribution_patch_heads(gradient_times_source, bundled_model)
+
+
+def _attention(cache, batch, dest, src, own_positions=True, mean=True):
+    """ioi_circuit.mean_attention with the usual mistakes available: prompt 0's positions for all, a sum."""
+    rows = torch.arange(len(batch))
+    at = {k: v if own_positions else v[:1].expand_as(v) for k, v in batch.positions.items()}
+    out = []
+    for layer in range(cache.model.cfg.n_layers):
+        picked = cache[hooks.name("pattern", layer)][rows, :, at[dest], at[src]]
+        out.append(picked.mean(0) if mean else picked.sum(0))
+    return torch.stack(out).cpu()
+
+
+def test_mean_attention_check(bundled_model):
+    checks.check_mean_attention(ioi_circuit.mean_attention, bundled_model)
+    checks.check_mean_attention(_attention, bundled_model)  # the test's own version is right
+    with pytest.raises(AssertionError, match="query \\(destination\\) axis comes before"):
+        checks.check_mean_attention(lambda c, b, d, s: _attention(c, b, s, d), bundled_model)
+    with pytest.raises(AssertionError, match="own positions"):
+        checks.check_mean_attention(lambda c, b, d, s: _attention(c, b, d, s, own_positions=False), bundled_model)
+    with pytest.raises(AssertionError, match="average over prompts only"):
+        checks.check_mean_attention(lambda c, b, d, s: _attention(c, b, d, s, mean=False), bundled_model)
+    with pytest.raises(AssertionError, match="shape"):  # the heads averaged too
+        checks.check_mean_attention(lambda c, b, d, s: _attention(c, b, d, s).mean(1), bundled_model)
+
+
+def _ablation_hooks(model, cache, groups, keep, positions=None, by_group=True, at_positions=True, all_layers=True):
+    """The mean-ablation hooks written out, with the usual mistakes available: one mean over every prompt, pairs
+    kept at every position, layers with nothing kept left alone."""
+    by_layer = defaultdict(list)
+    for item in keep:
+        pos = positions[item[2]] if len(item) == 3 and at_positions else None
+        by_layer[item[0]].append((item[1], pos))
+    out = []
+    for layer in range(model.cfg.n_layers):
+        if layer not in by_layer and not all_layers:
+            continue
+        reference = cache[hooks.name("z", layer)]
+        means = torch.empty_like(reference)
+        for g in groups.unique() if by_group else [None]:
+            rows = torch.arange(len(groups)) if g is None else (groups == g).nonzero().flatten()
+            means[rows] = reference[rows].mean(0, keepdim=True)
+        out.append((hooks.name("z", layer), partial(lambda z, hook, m, k: patching.ablate_except(z, m, k), m=means,
+                                                    k=by_layer[layer])))  # fmt: skip
+    return out
+
+
+def test_mean_ablation_hooks_check(bundled_model):
+    checks.check_mean_ablation_hooks(patching.mean_ablation_hooks, bundled_model)
+    checks.check_mean_ablation_hooks(_ablation_hooks, bundled_model)  # the test's own version is right
+    with pytest.raises(AssertionError, match="own group only"):
+        checks.check_mean_ablation_hooks(partial(_ablation_hooks, by_group=False), bundled_model)
+    with pytest.raises(AssertionError, match="only at each prompt's positions"):
+        checks.check_mean_ablation_hooks(partial(_ablation_hooks, at_positions=False), bundled_model)
+    with pytest.raises(AssertionError, match="also those with nothing kept"):
+        checks.check_mean_ablation_hooks(partial(_ablation_hooks, all_layers=False), bundled_model)
+    with pytest.raises(AssertionError, match="list of \\(hook name, hook function\\) pairs"):
+        checks.check_mean_ablation_hooks(lambda *a: dict(_ablation_hooks(*a)), bundled_model)

@@ -2,7 +2,17 @@ import nbformat
 import pytest
 
 from interp_utils import exercises
-from interp_utils.course.exercises import BEGIN, STUB, is_solution, learner_notebook, strip_solution
+from interp_utils.course.exercises import (
+    BEGIN,
+    CORE_LINES,
+    STUB,
+    answer_lines,
+    exercise_stats,
+    hint_problems,
+    is_solution,
+    learner_notebook,
+    strip_solution,
+)
 from interp_utils.course.reproduce import find_notebooks
 
 NOTEBOOKS = find_notebooks()  # the numbered lessons
@@ -15,17 +25,21 @@ def test_strip_solution_keeps_the_signature_and_indentation():
 
 
 def test_an_exercise_block_is_the_learners_scaffold_and_the_solution_copys_comment():
-    src = "def f(x):\n    # BEGIN EXERCISE\n    # total = 0\n    #\n    # return total\n    # END EXERCISE\n"
+    src = "def f(x):\n    # BEGIN EXERCISE\n    # total = 0\n    #\n    # raise NotImplementedError\n"
+    src += "    # END EXERCISE\n"
     src += "    # BEGIN SOLUTION\n    return sum(x)\n    # END SOLUTION\n\n\nprint(f([1]))"
     namespace: dict = {}
     exec(src, namespace)  # the solution copy runs the answer; the block above it is a comment
     assert namespace["f"]([2, 3]) == 5
     out = strip_solution(src)
-    assert out == "def f(x):\n    total = 0\n\n    return total\n\n\nprint(f([1]))"
+    assert out == "def f(x):\n    total = 0\n\n    raise NotImplementedError\n\n\nprint(f([1]))"
     with pytest.raises(ValueError, match="comments only"):
         strip_solution("# BEGIN EXERCISE\nx = 1\n# END EXERCISE\n# BEGIN SOLUTION\n# END SOLUTION")
+    # an untouched scaffold must not run through to a return
+    with pytest.raises(ValueError, match="must raise NotImplementedError"):
+        strip_solution("# BEGIN EXERCISE\n# return 0\n# END EXERCISE\n# BEGIN SOLUTION\n# END SOLUTION")
     with pytest.raises(ValueError, match="followed by its"):
-        strip_solution("# BEGIN EXERCISE\n# x = 1\n# END EXERCISE\ny = 2")
+        strip_solution("# BEGIN EXERCISE\n# raise NotImplementedError\n# END EXERCISE\ny = 2")
 
 
 def test_unbalanced_markers_are_errors():
@@ -65,7 +79,8 @@ def test_committed_learner_copies_are_what_the_lessons_derive_to(path):
     )
 
 
-# Lessons that are problem sets (EXERCISES.md): at least 12 exercises, each with its marker line, hints and check.
+# Lessons that are problem sets (EXERCISES.md): at least 8 exercises, 4 of them core (the learner writes the heart of a
+# method: CORE_LINES code lines or more), each with its marker line, hints without code, and a check.
 PROBLEM_SETS = [
     "01_superposition", "02_induction_heads", "03_ioi", "04_sparse_autoencoders", "05_circuit_tracing",
     "06_circuit_discovery",
@@ -74,16 +89,51 @@ PROBLEM_SETS = [
 
 
 @pytest.mark.parametrize("name", PROBLEM_SETS)
-def test_problem_sets_have_a_dozen_marked_exercises_each_with_hints_and_a_check(name):
-    nb = nbformat.read(find_notebooks([name])[0], as_version=4)
+def test_problem_sets_have_core_exercises_each_marked_with_hints_and_a_check(name):
+    path = find_notebooks([name])[0]
+    nb = nbformat.read(path, as_version=4)
     exercises = [i for i, c in enumerate(nb.cells) if is_solution(c)]
-    assert len(exercises) >= 12, f"{name}: {len(exercises)} exercises"
+    stats = exercise_stats(path)
+    assert len(exercises) >= 8 and stats["core"] >= 4, f"{name}: {stats}"
+    for i in exercises:  # a core exercise is long, and not too long to be one exercise
+        lines = len(answer_lines(nb.cells[i].source))
+        assert lines <= 60, f"{name} cell {i}: {lines} lines of answer; split it into two exercises"
+        if lines >= CORE_LINES:
+            assert "🔴🔴🔴" in nb.cells[i - 1].source, f"{name} cell {i}: a core exercise is difficulty 3 or more"
     for i in exercises:
         above = nb.cells[i - 1]
         assert above.cell_type == "markdown" and "✏️" in above.source, f"{name} cell {i}: no exercise text above"
         assert "Difficulty" in above.source and "Importance" in above.source and "minutes" in above.source, i
         assert "<details>" in above.source, f"{name} cell {i}: no hints"
         assert "check_" in nb.cells[i].source, f"{name} cell {i}: the exercise has no check"
+
+
+def test_the_problem_sets_have_learners_write_900_lines_or_more():
+    lines = {name: exercise_stats(find_notebooks([name])[0])["lines"] for name in PROBLEM_SETS}
+    assert sum(lines.values()) >= 900, lines
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_hints_give_the_approach_never_the_code(path):
+    """EXERCISES.md: a hint never holds code (no code block, no code span longer than a short name, no answer line)."""
+    problems = hint_problems(nbformat.read(path, as_version=4))
+    assert not problems, "\n".join(problems)
+
+
+def test_the_hint_rule_catches_code_spans_blocks_and_answer_lines():
+    def lesson(hints: str, answer: str = "total = values.sum(dim=-1)"):
+        exercise = nbformat.v4.new_code_cell(f"def f(values):\n    # BEGIN SOLUTION\n    {answer}\n    # END SOLUTION")
+        exercise.metadata["tags"] = ["solution"]
+        return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(hints), exercise])
+
+    assert hint_problems(lesson("<details>Sum over the last axis: `dim` names it.</details>")) == []
+    assert "code span" in hint_problems(lesson("<details>`torch.einsum('bi,bi->b', a, b)`</details>"))[0]
+    assert "code block" in hint_problems(lesson("<details>\n```python\nx = 1\n```\n</details>"))[0]
+    assert "a line of the answer" in hint_problems(lesson("<details>Write total = values.sum(dim=-1).</details>"))[0]
+    assert "a line of the answer" in hint_problems(lesson("Outside the hints: `total = values.sum(dim=-1)`"))[0]
+    assert "code span" in hint_problems(lesson("<details>Slice it: `x[:, 1:]`.</details>"))[0]  # short, but code
+    for fine in ("`[batch, pos, d_model]`", "`W_U`", "`n × n`", "`src < dest`", "`model.W_V[layer, head]`"):
+        assert hint_problems(lesson(f"<details>A shape, a name or maths: {fine}.</details>")) == [], fine
 
 
 @pytest.mark.parametrize("name", PROBLEM_SETS)

@@ -50,13 +50,15 @@ def beats(standard_error: float) -> Band:
 class Methods:
     """The pieces :func:`compare_methods` runs: EAP-IG ``(model, graph, tokens, corrupt, metric, steps) -> [edge]``,
     ACDC's metric ``(clean_logits, logits, where) -> KL``, ACDC's search ``(graph, measure, tau) -> kept [up, down]``,
-    the ROC curve ``(scores, truth) -> (fpr, tpr)`` and its area ``(fpr, tpr) -> float``."""
+    the ROC curve ``(scores, truth) -> (fpr, tpr)`` and its area ``(fpr, tpr) -> float``; EAP ``(model, graph, tokens,
+    corrupt, metric) -> [edge]`` where given (:func:`~interp_utils.circuits.edge_attribution.eap` otherwise)."""
 
     eap_ig: Callable[[HookedTransformer, EdgeGraph, Tensor, Tensor, Metric, int], Tensor]
     kl: Callable[[Tensor, Tensor, Tensor], Tensor]
     acdc_search: Callable[[EdgeGraph, Callable[[Tensor], float], float], Tensor]
     roc: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
     auc: Callable[[Tensor, Tensor], float]
+    eap: Callable[[HookedTransformer, EdgeGraph, Tensor, Tensor, Metric], Tensor] | None = None
 
 
 def reference_methods() -> Methods:
@@ -113,7 +115,7 @@ def compare_methods(
     out["sample"] = sample
     out["times"]["exact patching"] = clock.seconds()
     clock = Clock(device)
-    out["EAP"] = edge_attribution.eap(model, graph, tokens, corrupt, metric).cpu()
+    out["EAP"] = (methods.eap or edge_attribution.eap)(model, graph, tokens, corrupt, metric).cpu()
     out["times"]["EAP"] = clock.seconds()
     clock = Clock(device)
     out["EAP-IG"] = methods.eap_ig(model, graph, tokens, corrupt, metric, ig_steps).cpu()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Literal, cast
 
 import torch
@@ -116,6 +117,27 @@ def attn_only_train_step(
     loss.backward()
     optimizer.step()
     return loss.item()
+
+
+def attn_only_train(
+    model: HookedTransformer,
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    make_batch: Callable[[], Int[Tensor, "batch pos"]],
+    eval_every: int,
+    measure: Callable[[HookedTransformer], dict],
+) -> tuple[list[dict], list[float]]:
+    """Train with :func:`attn_only_train_step` on ``steps`` fresh batches, measuring at step 0 and every
+    ``eval_every`` steps (the last one after the final update); the measurements and the per-step losses."""
+    history: list[dict] = []
+    losses: list[float] = []
+    for step in range(steps + 1):
+        if step % eval_every == 0:
+            history.append({"step": step, **measure(model)})
+        if step == steps:
+            break
+        losses.append(attn_only_train_step(model, optimizer, make_batch()))
+    return history, losses
 
 
 def icl_score(loss_per_token: Float[Tensor, "batch pred"], early: slice, late: slice) -> float:
@@ -309,6 +331,25 @@ def remove_from_keys(k_input: Tensor, hook, output: Float[Tensor, "batch pos d_m
     the keys of head ``receiver`` read, and only theirs."""
     k_input[:, :, receiver] = k_input[:, :, receiver] - output
     return k_input
+
+
+def key_removal_scores(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], receiver: Head
+) -> Float[Tensor, " head"]:
+    """The induction score of head ``receiver`` with each head of the layer before taken out of its keys only (one
+    head per run, queries and values intact); the model is left with its split QKV input off."""
+    layer, head = receiver
+    _, cache = model.run_with_cache(tokens, names_filter=hooks.name("z", layer - 1))
+    z = cache[hooks.name("z", layer - 1)]
+    out = torch.zeros(model.cfg.n_heads)
+    model.set_use_split_qkv_input(True)
+    for earlier in range(model.cfg.n_heads):
+        written = torch.einsum("bpd,dm->bpm", z[:, :, earlier], model.W_O[layer - 1, earlier])
+        hook = partial(remove_from_keys, output=written, receiver=head)
+        with model.hooks(fwd_hooks=[(hooks.name("k_input", layer), hook)]):
+            out[earlier] = head_scores(model, tokens)["induction"][layer, head]
+    model.set_use_split_qkv_input(False)
+    return out
 
 
 # ---------------------------------------------------------------- ablation

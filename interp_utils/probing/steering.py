@@ -11,7 +11,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from interp_utils.core import hooks
-from interp_utils.core.hooks import Hook
+from interp_utils.core.hooks import Hook, LayerKind
 from interp_utils.dictionaries.sae import SAE
 
 
@@ -65,6 +65,67 @@ def slope(alphas: Sequence[float], values: Sequence[float]) -> float:
         raise ValueError(f"Need at least two (alpha, value) pairs of equal length, got {len(a)} and {len(v)}.")
     a = a - a.mean()
     return float((a * (v - v.mean())).sum() / (a * a).sum())
+
+
+def class_separation(
+    direction: Float[Tensor, " d"], x_true: Float[Tensor, "n d"], x_false: Float[Tensor, "m d"]
+) -> float:
+    """How far apart the two classes' means lie along the unit ``direction``: Marks & Tegmark's scale for adding a
+    direction (their interventions.py), so that the added vector moves the False mean as far as the True mean lies."""
+    unit = direction / direction.norm()
+    return float((x_true.mean(0) - x_false.mean(0)).to(unit) @ unit)
+
+
+def mt_effect(
+    model: HookedTransformer,
+    tokens: Int[Tensor, "batch pos"],
+    at: Int[Tensor, " batch"],
+    layer: int,
+    direction: Float[Tensor, " d_model"],
+    x_true: Float[Tensor, "n d_model"],
+    x_false: Float[Tensor, "m d_model"],
+    plus: Tensor,
+    minus: Tensor,
+    size: float | None = None,
+    positions: Int[Tensor, " batch"] | None = None,
+    *,
+    kind: LayerKind = "resid_post",
+    start: int = 1,
+    unit: bool = True,
+    change: bool = True,
+    sign: float = 1.0,
+) -> Float[Tensor, " batch"]:
+    """Marks & Tegmark's intervention (their interventions.py), measured per prompt: add the unit ``direction``
+    scaled by the classes' separation along it (:func:`class_separation`; ``size`` replaces that scale) to the
+    residual stream after ``layer`` at every position after BOS, or, with ``positions``, at one position per row,
+    and return the change of :func:`logit_gap` at ``at`` (steered minus clean).
+
+    The keyword switches give the variants a check compares against (the usual mistakes): ``kind`` the hook point
+    of ``layer`` written to, ``start`` the first position, ``unit=False`` the direction unnormalised,
+    ``change=False`` the steered gap itself, ``sign`` a factor on the scale."""
+    alpha = sign * class_separation(direction, x_true, x_false) if size is None else size
+    vector = direction / direction.norm() if unit else direction
+    fwd = add_hooks(layer + 1, alpha * vector, at=positions) if positions is not None else []
+
+    def hook(act: Tensor, hook) -> Tensor:
+        act = act.clone()
+        act[:, start:] += alpha * vector.to(act)
+        return act
+
+    fwd = fwd or [(hooks.name(kind, layer), hook)]
+    with torch.inference_mode():
+        steered = model.run_with_hooks(tokens, fwd_hooks=fwd)
+        clean = model(tokens)
+    gap = logit_gap(steered, at, plus, minus)
+    return gap - logit_gap(clean, at, plus, minus) if change else gap
+
+
+def pad_pair(a: Int[Tensor, "1 p"], b: Int[Tensor, "1 q"], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Two token rows brought to the same length by appending ``pad_id`` to the shorter (ActAdd pads with spaces), so
+    that their residual streams can be subtracted position by position."""
+    n = max(a.shape[1], b.shape[1])
+    grow = [torch.cat([t, t.new_full((1, n - t.shape[1]), pad_id)], 1) for t in (a, b)]
+    return grow[0], grow[1]
 
 
 @torch.inference_mode()

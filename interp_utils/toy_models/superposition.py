@@ -169,6 +169,79 @@ def configuration_losses(p: Tensor, r: Tensor) -> Float[Tensor, "... 3"]:
     return torch.stack([r * variance, variance, p**2 * (1 + r) / 6], dim=-1)
 
 
+def sticky_share(
+    d_i: Tensor,
+    fractions: list[float],
+    tolerance: float = 0.02,
+    low: float = 0.3,
+    high: float = 1.05,
+    draws: int = 200,
+    seed: int = 0,
+) -> dict[str, Tensor | float | int]:
+    """How strongly feature dimensionalities cluster at the sticky ``fractions``. Of the values of ``d_i`` in
+    (``low``, ``high``): ``observed``, the share within ``tolerance`` of a fraction; ``uniform``, the share of that
+    range within ``tolerance`` of one (a 10 000-point grid); ``draws``, the share near a fraction in each of
+    ``draws`` sets of as many values drawn uniformly on the range (a generator seeded ``seed``); ``n``, how many."""
+    live = d_i[(d_i > low) & (d_i < high)]
+    sticky = torch.as_tensor(fractions, dtype=torch.float)
+    grid = torch.linspace(low, high, 10_000)
+    uniform_d = low + (high - low) * torch.rand(draws, len(live), generator=torch.Generator().manual_seed(seed))
+    return {
+        "observed": ((live[:, None] - sticky).abs() < tolerance).any(-1).float().mean().item(),
+        "uniform": ((grid[:, None] - sticky).abs() < tolerance).any(-1).float().mean().item(),
+        "draws": ((uniform_d[..., None] - sticky).abs() < tolerance).any(-1).float().mean(1),
+        "n": len(live),
+    }
+
+
+def phase_diagram(
+    densities: Tensor, relative: Tensor, trainer: Callable[..., ToyModel], relu: bool = True
+) -> tuple[Tensor, Tensor]:
+    """2 features in 1 dimension, one instance per cell of the grid (x: ``densities``, y: ``relative`` importance of
+    feature 2), trained by ``trainer(cfg, feature_probability, importance)``: the trained phases (as
+    ``phase_labels``) and the theory's (the configuration of least expected loss), both ``[relative, density]``."""
+    dens_grid, rel_grid = torch.meshgrid(densities, relative, indexing="xy")
+    n_cells = dens_grid.numel()
+    importance = torch.stack([torch.ones(n_cells), rel_grid.flatten()], dim=1)
+    cfg = ToyConfig(n_features=2, n_hidden=1, n_instances=n_cells, relu=relu)
+    model = trainer(cfg, dens_grid.flatten()[:, None].expand(-1, 2), importance)
+    phase = phase_labels(model.W.detach().cpu()).reshape(dens_grid.shape)
+    return phase, configuration_losses(dens_grid, rel_grid).argmin(-1)
+
+
+def shuffled_agreement(labels: Tensor, target: Tensor, shuffles: int, generator: torch.Generator) -> float:
+    """The share of cells where ``labels`` equal ``target`` once ``labels`` are randomly permuted, averaged over
+    ``shuffles`` permutations drawn from ``generator`` (all drawn first, in order)."""
+    perms = [torch.randperm(len(labels), generator=generator) for _ in range(shuffles)]
+    return sum((labels[p] == target).float().mean().item() for p in perms) / shuffles
+
+
+def phase_agreement(
+    phase: Tensor, theory: Tensor, phase_linear: Tensor, relative: Tensor, shuffles: int = 1000, seed: int = 0
+) -> dict[str, float | int]:
+    """How well a trained ``[relative, density]`` phase diagram (densities rising along a row) follows the theory,
+    each measure with its control: ``agreement`` (share of cells where ``phase`` is ``theory``) and
+    ``agreement_shuffled`` (the same with the cells shuffled, mean over ``shuffles``); ``dense_match`` (share of the
+    densest, last column where the more important feature alone takes the dimension: 1 where r > 1, else 0) and
+    ``dense_shuffled`` (that column shuffled); ``dense_super`` and ``same_side``, counts of superposed cells in that
+    column and of label-3 cells; ``sparse_super`` and ``linear_super``, the superposed share of the sparsest third of
+    the columns in ``phase`` and in ``phase_linear``. One generator seeded ``seed`` draws every shuffle: the
+    column's first, then the grid's."""
+    generator = torch.Generator().manual_seed(seed)
+    dense_col, winner, sparse = phase[:, -1], (relative > 1).long(), slice(0, phase.shape[1] // 3)
+    dense_shuffled = shuffled_agreement(dense_col, winner, shuffles, generator)
+    return {
+        "agreement": (phase == theory).float().mean().item(),
+        "agreement_shuffled": shuffled_agreement(phase.flatten(), theory.flatten(), shuffles, generator),
+        "dense_match": (dense_col == winner).float().mean().item(),
+        "dense_shuffled": dense_shuffled,
+        "dense_super": int((dense_col == 2).sum()),
+        "same_side": int((phase == 3).sum()),
+        "sparse_super": (phase[:, sparse] == 2).float().mean().item(),
+        "linear_super": (phase_linear[:, sparse] == 2).float().mean().item(),
+    }
+
+
 @dataclass
 class AbsConfig:
     """Computing |x| in superposition: ``n_features`` inputs in [-1, 1], ``n_neurons`` hidden ReLU neurons."""
@@ -238,3 +311,19 @@ def hidden_dataset(
     if not 0 <= instance < model.cfg.n_instances:
         raise ValueError(f"instance must be in 0..{model.cfg.n_instances - 1}, got {instance}.")
     return model.hidden(model.generate_batch(n))[:, instance], model.W[instance].T.clone()
+
+
+def monosemantic_share(W1: Float[Tensor, "inst neuron feat"], share: float = 0.9, live: float = 0.1) -> list[float]:
+    """Per instance, the share of live neurons (input weights of norm above ``live``) in which one feature holds over
+    ``share`` of the squared input weights (0 for an instance with no live neuron)."""
+    alive = W1.norm(dim=-1) > live
+    mono = (neuron_share(W1) > share) & alive
+    return [mono[k].sum().item() / max(1, int(alive[k].sum())) for k in range(len(W1))]
+
+
+def neighbour_angles(W_2d: Float[Tensor, "2 feat"], represented: Tensor) -> Float[Tensor, " rep"]:
+    """Angles (degrees) between angularly adjacent represented directions in 2-D, going once around the circle:
+    one gap per represented feature, summing to 360."""
+    vecs = W_2d[:, represented]
+    theta = torch.atan2(vecs[1], vecs[0]).sort().values
+    return torch.rad2deg(torch.diff(torch.cat([theta, theta[:1] + 2 * torch.pi])))

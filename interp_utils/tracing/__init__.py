@@ -9,6 +9,7 @@ from interp_utils.core.lazy import lazy_names
 # what the lessons import from this subpackage -> the module that defines it
 NAMES = {
     "LocalReplacement": "attribution",
+    "Pruned": "attribution_graph",
     "attribute": "attribution",
     "collapse": "attribution_graph",
     "graph_scores": "attribution_graph",
@@ -23,6 +24,7 @@ NAMES = {
 if TYPE_CHECKING:  # for type checkers and editors; at run time each name is imported on first use
     from interp_utils.tracing.attribution import LocalReplacement, attribute
     from interp_utils.tracing.attribution_graph import (
+        Pruned,
         collapse,
         graph_scores,
         normalise_rows,

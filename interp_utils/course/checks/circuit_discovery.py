@@ -8,17 +8,20 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from interp_utils.circuits import discovery, edge_attribution, edge_graph
+from interp_utils.circuits import discovery, edge_graph
 from interp_utils.circuits import reference_circuits as rc
 from interp_utils.circuits.edge_graph import EdgeGraph
 from interp_utils.circuits.heads import head_label
 from interp_utils.course.checks import answered, close
-
-
-def _graph(n_layers: int, n_heads: int, has_mlp: bool) -> EdgeGraph:
-    return EdgeGraph(n_layers, n_heads, has_mlp)
+from interp_utils.course.checks.circuit_discovery_core import _graph, _random_case
+from interp_utils.course.checks.circuit_discovery_core import check_eap as check_eap
+from interp_utils.course.checks.circuit_discovery_core import check_eap_ig as check_eap_ig
+from interp_utils.course.checks.circuit_discovery_core import check_eap_scores as check_eap_scores
+from interp_utils.course.checks.circuit_discovery_core import check_faithfulness_curve as check_faithfulness_curve
+from interp_utils.course.checks.circuit_discovery_core import check_ig_inputs as check_ig_inputs
+from interp_utils.course.checks.circuit_discovery_core import check_reader_gradients as check_reader_gradients
+from interp_utils.course.checks.circuit_discovery_core import check_writer_outputs as check_writer_outputs
 
 
 @answered
@@ -26,6 +29,9 @@ def check_count_edges(fn: Callable[[int, int, bool], int]) -> None:
     got = fn(1, 1, False)
     if not isinstance(got, int):
         raise AssertionError(f"Return the number of edges as an int, got {type(got).__name__}.")
+    if got == 3:
+        raise AssertionError("One layer of one head, no MLP: 3 edges counts the head's inputs only. Add the logits' "
+                             "edges: the logits read every writer (the embeddings and the head).")  # fmt: skip
     if got != 5:
         raise AssertionError(
             f"One layer of one head, no MLP: expected 5 edges, got {got}. The embeddings feed the head's query, key "
@@ -109,25 +115,6 @@ def check_kl_from_clean(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
           "average over the chosen positions.", tol=1e-5)  # fmt: skip
 
 
-def _handset_case():
-    model = rc.handset_model()
-    tokens, corrupt = rc.repeated_pairs(3, 8, seed=5)
-    return model, EdgeGraph.of(model), tokens, corrupt, rc.next_token_logit(tokens, 8)
-
-
-def _random_case():
-    """A 2-layer attention-only model with LayerNorm and random weights: every edge matters a little."""
-    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, n_ctx=8, d_vocab=12, attn_only=True,
-                                  normalization_type="LN", seed=4)  # fmt: skip
-    model = HookedTransformer(cfg)
-    tokens, corrupt = torch.randint(0, 12, (2, 4, 6), generator=torch.Generator().manual_seed(6))
-
-    def metric(logits: Tensor) -> Tensor:
-        return logits[:, -1, 3].mean() - logits[:, -1, 7].mean()
-
-    return model, EdgeGraph.of(model), tokens, corrupt, metric
-
-
 @answered
 def check_patch_one_edge(fn: Callable[..., float]) -> None:
     model, graph, tokens, corrupt, metric = _random_case()
@@ -170,57 +157,6 @@ def check_patch_one_edge(fn: Callable[..., float]) -> None:
         close(got, want, f"{up} → {down}", "Run the clean tokens once more with a hook on the receiver's own input "
               "(hooks.name('q_input', layer) and so on, or the last resid_post for the logits) that adds the sender's "
               "corrupted minus clean output, for that head only.", tol=1e-4)  # fmt: skip
-
-
-@answered
-def check_eap_scores(fn: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]) -> None:
-    graph = _graph(1, 1, False)
-    clean = torch.zeros(1, 1, 2, 2)
-    corrupt = torch.tensor([[[[1.0, 0.0], [0.0, 2.0]]]])
-    grads = torch.tensor([[[[1.0, 1.0], [2.0, 0.0], [0.0, 1.0], [3.0, 3.0]]]])
-    got = fn(clean, corrupt, grads, graph.allowed)
-    if not isinstance(got, Tensor) or got.shape != (2, 4):
-        raise AssertionError(f"Return an [upstream, downstream] matrix, here (2, 4); got {getattr(got, 'shape', got)}.")
-    want = torch.tensor([[1.0, 2.0, 0.0, 3.0], [0.0, 0.0, 0.0, 6.0]])
-    if torch.allclose(got, -want):
-        raise AssertionError("The sign is reversed: patching takes each sender from clean to corrupted, so the "
-                             "difference is corrupted − clean.")  # fmt: skip
-    if got[1, :3].abs().sum() > 0:
-        raise AssertionError("A head's own output cannot reach its own inputs: zero every pair that is not an edge "
-                             "(multiply by `allowed`).")  # fmt: skip
-    if not torch.allclose(got, want):
-        raise AssertionError(f"Hand case: expected {want.tolist()}, got {got.tolist()}.")
-    g = torch.Generator().manual_seed(2)
-    graph = _graph(2, 2, True)
-    clean, corrupt = torch.randn(2, 3, 4, len(graph.upstream), 6, generator=g)
-    grads = torch.randn(3, 4, len(graph.downstream), 6, generator=g)
-    want = graph.as_matrix(edge_attribution.edge_scores(graph, corrupt - clean, grads))
-    got = fn(clean, corrupt, grads, graph.allowed)
-    if torch.allclose(got, want / 4, atol=1e-4):
-        raise AssertionError("Sum over positions, as over the batch: each position's patch adds to the effect.")
-    if not torch.allclose(got, want, atol=1e-4):
-        raise AssertionError("On random outputs and gradients the scores differ from the reference: sum the product "
-                             "over batch, position and d_model.")  # fmt: skip
-
-
-@answered
-def check_ig_inputs(fn: Callable[[Tensor, Tensor, int], Tensor]) -> None:
-    clean, corrupt = torch.tensor([4.0, 0.0]), torch.tensor([0.0, 4.0])
-    got = fn(clean, corrupt, 4)
-    if not isinstance(got, Tensor) or got.shape != (4, 2):
-        shape = getattr(got, "shape", got)
-        raise AssertionError(f"Return one input per step, shape [steps, ...] = (4, 2); got {shape}.")
-    want = torch.tensor([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0], [4.0, 0.0]])
-    if torch.allclose(got, want.flip(0).flip(1)) or torch.allclose(got, want.flip(1)):
-        raise AssertionError("The path goes from the corrupted input (α = 0) towards the clean one (α = 1).")
-    if torch.allclose(got, torch.stack([corrupt + a * (clean - corrupt) for a in torch.linspace(0, 1, 4)])):
-        raise AssertionError("α = 0, 1/3, 2/3, 1 puts one step on the corrupted input itself and spaces them unevenly: "
-                             "use α = k / steps for k = 1 ... steps.")  # fmt: skip
-    if not torch.allclose(got, want):
-        raise AssertionError(f"Four steps from [0, 4] to [4, 0]: expected {want.tolist()}, got {got.tolist()}.")
-    x, y = torch.randn(2, 3, 5, 7)
-    if fn(x, y, 1).shape != (1, 3, 5, 7) or not torch.allclose(fn(x, y, 1)[0], x):
-        raise AssertionError("With one step the only input is the clean one (plain EAP), with a leading axis of 1.")
 
 
 def _acdc_variant(graph, measure, tau, backwards=True, update=True, orphans=True, signed=True):

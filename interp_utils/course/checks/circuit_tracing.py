@@ -10,6 +10,12 @@ from transformer_lens import HookedTransformer
 
 from interp_utils.core import hooks
 from interp_utils.course.checks import answered, close
+from interp_utils.course.checks.circuit_tracing_core import (  # the core exercises' checks, re-exported
+    check_attribution as check_attribution,
+)
+from interp_utils.course.checks.circuit_tracing_core import check_clt_nmse as check_clt_nmse
+from interp_utils.course.checks.circuit_tracing_core import check_local_logits as check_local_logits
+from interp_utils.course.checks.circuit_tracing_core import check_prune as check_prune
 from interp_utils.data import activations
 from interp_utils.dictionaries.clt import CLTConfig, CrossLayerTranscoder
 from interp_utils.dictionaries.sae import SAE, SAEConfig
@@ -62,6 +68,12 @@ def check_threshold(fn: Callable[[Tensor, float], Tensor]) -> None:
                 f"the cumulative shares are 0.4, 0.7, 0.9, 1.0: keep scores until the share reaches the fraction), "
                 f"got {got}."
             )
+    got = float(fn(scores * 10, 0.5))
+    if abs(got - 3.0) > 1e-5:
+        raise AssertionError(
+            f"For scores {(scores * 10).tolist()} (total 10) and fraction 0.5 expected 3.0, got {got}: the shares are "
+            "cumulative sums divided by the total, not the raw sums."
+        )
     print("threshold: correct.")
 
 
@@ -318,6 +330,12 @@ def check_clt_forward(fn: Callable[..., Tensor]) -> None:
             shape = tuple(got.shape) if torch.is_tensor(got) else type(got).__name__
             raise AssertionError(f"Return [batch, layer, d_model], here {tuple(want.shape)}; got {shape}.")
         if torch.allclose(got, want, atol=1e-4):
+            clt.b_enc.fill_(-2.0)  # most pre-activations negative: the ReLU after the TopK matters
+            if not torch.allclose(fn(clt, x), clt(x), atol=1e-4):
+                raise AssertionError(
+                    "With most pre-activations negative the prediction differs: the features are the k largest "
+                    "pre-activations through a ReLU (a negative one among them gives 0)."
+                )
             print("clt_forward: correct.")
             return
         f = clt.activate(clt.pre_acts_all(x))

@@ -1,4 +1,5 @@
-"""Checks for notebook 02's exercises (induction heads), each on cases with known answers."""
+"""Checks for notebook 02's exercises (induction heads), each on cases with known answers; the core exercises'
+checks live in ``induction_core`` and are re-exported here."""
 
 from __future__ import annotations
 
@@ -11,17 +12,22 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp_utils.circuits.heads import (
     attn_only_config,
-    attn_only_train_step,
     full_ov_circuit,
-    head_ablation_hooks,
     head_masks,
     positional_qk,
     remove_from_keys,
     repeated_segment_batch,
-    score_patterns,
 )
 from interp_utils.core import hooks
-from interp_utils.course.checks import answered, compare_training_steps
+from interp_utils.course.checks import answered, induction_core
+
+# the core exercises' checks (scoring every head, training, composition, OV copying, ablation), re-exported
+check_score_heads = induction_core.check_score_heads
+check_training = induction_core.check_training
+check_composition_scores = induction_core.check_composition_scores
+check_ov_copying = induction_core.check_ov_copying
+check_ablation = induction_core.check_ablation
+check_key_removal_scores = induction_core.check_key_removal_scores
 
 
 @answered
@@ -64,25 +70,6 @@ def check_composition_score(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     print("composition score: correct.")
 
 
-@answered
-def check_zero_ablation_hook(fn: Callable[..., Tensor]) -> None:
-    """``fn(z, hook, head)`` must zero one head's ``z`` and leave the others alone."""
-    cfg = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_heads=4, d_head=8, n_ctx=16, d_vocab=30, attn_only=True, seed=0, device="cpu"
-    )
-    model = HookedTransformer(cfg)
-    tokens = torch.randint(0, 30, (3, 16), generator=torch.Generator().manual_seed(0))
-    for layer, head in [(0, 1), (1, 3)]:
-        got = model.run_with_hooks(tokens, fwd_hooks=[(hooks.name("z", layer), partial(fn, head=head))])
-        want = model.run_with_hooks(tokens, fwd_hooks=head_ablation_hooks([(layer, head)]))
-        if got is None or not torch.allclose(got, want, atol=1e-5):
-            raise AssertionError(
-                f"Ablating head {layer}.{head} gave different logits from zeroing z[:, :, {head}]: "
-                "check which axis is the head axis ([batch, pos, head, d_head]) and that the hook returns z."
-            )
-    print("zero-ablation hook: correct.")
-
-
 def _mask_check(fn: Callable[[Tensor], Tensor], kind: str, hand: list[tuple[int, int]], hint: str) -> None:
     """A mask on the hand-worked sequence BOS A B C A B (``hand``: its True [dest, src] cells), then on repeats."""
     tokens = torch.tensor([[7, 1, 2, 3, 1, 2]])
@@ -119,34 +106,6 @@ def check_duplicate_token_mask(fn: Callable[[Tensor], Tensor]) -> None:
 
 
 @answered
-def check_head_score(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
-    """Attention on the mask's sources, averaged over the destinations that have any, on a hand-made case."""
-    pattern = torch.zeros(1, 2, 3, 3)  # [batch, head, dest, src]
-    pattern[0, 0] = torch.tensor([[1.0, 0, 0], [0.2, 0.8, 0], [0.1, 0.6, 0.3]])
-    pattern[0, 1] = torch.tensor([[1.0, 0, 0], [1.0, 0.0, 0], [0.0, 0.0, 1.0]])
-    mask = torch.tensor([[[False, False, False], [True, False, False], [False, True, False]]])  # previous-token
-    got = fn(pattern, mask)
-    if got.shape != (2,):
-        raise AssertionError(f"Return one score per head, shape (2,), got {tuple(got.shape)}.")
-    expected = torch.tensor([(0.2 + 0.6) / 2, (1.0 + 0.0) / 2])
-    if not torch.allclose(got, expected, atol=1e-6):
-        raise AssertionError(
-            f"Head 0 puts 0.2 and 0.6 on the previous token at the two destinations that have one, head 1 puts 1 "
-            f"and 0: expected {expected.tolist()}, got {got.tolist()}. Average over destinations with a source "
-            "(destination 0 has none), not over all of them."
-        )
-    torch.manual_seed(0)
-    tokens, _ = repeated_segment_batch(4, 30, 12, 4, 10, torch.Generator().manual_seed(2))
-    patterns = torch.softmax(torch.randn(4, 3, 30, 30).masked_fill(torch.ones(30, 30).triu(1).bool(), -1e9), -1)
-    for kind, mask in head_masks(tokens).items():
-        if not torch.allclose(fn(patterns, mask), score_patterns(patterns, {kind: mask})[kind], atol=1e-5):
-            raise AssertionError(
-                f"Right on the small case but not for {kind} masks on a batch of 4: average over the batch too."
-            )
-    print("head score: correct.")
-
-
-@answered
 def check_attn_only_config(fn: Callable[..., HookedTransformerConfig]) -> None:
     """The sizes the text asks for, and no MLPs."""
     cfg = fn(64, 128, 0, "cpu")
@@ -158,22 +117,6 @@ def check_attn_only_config(fn: Callable[..., HookedTransformerConfig]) -> None:
     if wrong:
         raise AssertionError("The config differs from the text's model: " + "; ".join(wrong) + ".")
     print("attention-only config: correct.")
-
-
-@answered
-def check_train_step(fn: Callable[..., float]) -> None:
-    """Two steps on one batch must move the weights exactly as AdamW on the next-token loss does."""
-
-    def fresh() -> tuple[HookedTransformer, torch.optim.Optimizer]:
-        cfg = HookedTransformerConfig(
-            n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=12, d_vocab=20, attn_only=True, seed=0, device="cpu"
-        )
-        model = HookedTransformer(cfg)
-        return model, torch.optim.AdamW(model.parameters(), lr=1e-2)
-
-    tokens = torch.randint(0, 20, (4, 12), generator=torch.Generator().manual_seed(0))
-    compare_training_steps(fn, attn_only_train_step, fresh, tokens, lambda m: [m.W_Q], "AdamW")
-    print("training step: correct.")
 
 
 @answered

@@ -1,10 +1,10 @@
 """Checks for notebook 03's exercises (indirect object identification): hand-made cases, then a small IOI batch run
-through the notebook's own model, compared with the suite's reference implementations."""
+through the notebook's own model, compared with the suite's reference implementations. The checks of section 8
+(mean ablation, faithfulness, attribution patching) live in ``ioi_ablation`` and are re-exported here."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -12,50 +12,22 @@ from transformer_lens import HookedTransformer
 
 from interp_utils.circuits import dla, patching
 from interp_utils.circuits.heads import copying_score
-from interp_utils.circuits.ioi_circuit import IOIRuns, run_ioi
+from interp_utils.circuits.ioi_circuit import mean_attention
 from interp_utils.circuits.patching import Patch
 from interp_utils.core import hooks
 from interp_utils.core.metrics import normalised_metric
-from interp_utils.course.checks import answered, close
+from interp_utils.course.checks import answered, close, ioi_ablation
+from interp_utils.course.checks.ioi_cases import as_float as _float
+from interp_utils.course.checks.ioi_cases import case_for as _case
+from interp_utils.course.checks.ioi_cases import hand_batch as _hand_batch
+from interp_utils.course.checks.ioi_cases import shaped as _shaped
 from interp_utils.data import ioi
 
-_CASES: list[IOIRuns] = []
-
-
-def _case(model: HookedTransformer) -> IOIRuns:
-    """Eight prompts of the notebook's distribution for ``model`` (built once per model)."""
-    for case in _CASES:
-        if case.model is model:
-            return case
-    batch = ioi.ioi_batch(model, ioi.default_prompts(model, 8, seed=11), seed=12)
-    _CASES[:] = [run_ioi(model, batch)]  # keep one model's caches
-    return _CASES[0]
-
-
-def _hand_batch() -> tuple[ioi.IOIBatch, Tensor]:
-    """Two right-padded prompts over a 5-token vocabulary: the first ends at position 2, the second at 3."""
-    logits = torch.arange(2 * 4 * 5, dtype=torch.float32).reshape(2, 4, 5) % 7
-    positions = {k: torch.tensor([0, 0]) for k in ioi.POSITIONS} | {"end": torch.tensor([2, 3])}
-    tokens = torch.zeros(2, 4, dtype=torch.long)
-    batch = ioi.IOIBatch([None, None], tokens, tokens, torch.tensor([1, 3]), torch.tensor([4, 0]), positions)  # type: ignore[list-item]
-    return batch, logits
-
-
-def _shaped(got: Any, shape: tuple[int, ...], what: str) -> Tensor:
-    """``got`` as a float CPU tensor, once it is a tensor of ``shape``; else say what to return."""
-    if not torch.is_tensor(got) or tuple(got.shape) != tuple(shape):
-        raise AssertionError(f"Return {what}, shape {tuple(shape)}, got {getattr(got, 'shape', type(got).__name__)}.")
-    return got.detach().float().cpu()
-
-
-def _float(got: Any, what: str) -> float:
-    if torch.is_tensor(got) and got.numel() == 1:
-        got = got.item()
-    if not isinstance(got, float):
-        raise AssertionError(
-            f"{what}: return the mean over prompts as a Python float (.item()), got {type(got).__name__}."
-        )
-    return got
+# Section 8 and 9's checks (mean ablation, faithfulness, attribution patching), re-exported for the notebook.
+check_ablate_except = ioi_ablation.check_ablate_except
+check_mean_ablation_hooks = ioi_ablation.check_mean_ablation_hooks
+check_faithfulness = ioi_ablation.check_faithfulness
+check_attribution_patch_heads = ioi_ablation.check_attribution_patch_heads
 
 
 @answered
@@ -102,6 +74,13 @@ def check_layer_direct_effects(fn: Callable[..., dict[str, float]], model: Hooke
     if not isinstance(got, dict) or set(got) != set(want):
         raise AssertionError(
             f"Return a dict with the keys {list(want)}, got {list(got) if isinstance(got, dict) else got}."
+        )
+    read, unit = dla._at_end(model, case.clean_cache, case.batch)
+    pos_only = (read(hooks.name("pos_embed")) * unit).sum(-1).mean().item()
+    if abs(float(got["embed"]) - want["embed"]) > 1e-3 and abs(float(got["embed"]) - (want["embed"] - pos_only)) < 1e-3:
+        raise AssertionError(
+            f"'embed': got {float(got['embed']):.4f}, the token embeddings' share alone; add the position embeddings' "
+            f"(hooks.name('pos_embed')) to reach {want['embed']:.4f}."
         )
     for key, value in want.items():
         close(
@@ -254,6 +233,11 @@ def check_path_patch_to_receivers(fn: Callable[..., float], model: HookedTransfo
     case = _case(model)
     args = (model, case.batch.tokens, case.clean_cache, case.corrupt_cache)
     last, n_heads = model.cfg.n_layers - 1, model.cfg.n_heads
+    if last > 0:  # a receiver before the sender reads a clean input: the path does not exist
+        got = _float(fn(*args, (last, 0), [(0, 0)], "q", case.change), "path_patch_to_receivers")
+        close(got, 0.0, f"sender {last}.0 into the queries of receiver 0.0 (an earlier layer)", "That path does not "
+              "exist, so nothing changes. Rerun the clean tokens replacing only the receivers' inputs, taken from the "
+              "frozen run (where an earlier layer still computes on clean inputs).", tol=1e-4)  # fmt: skip
     sender, receivers = (0, 0), [(last, 0), (last, n_heads - 1)]
     for mode in ("q", "k", "v"):
         want = patching.path_patch_heads(*args, [sender], case.change, receivers, mode).item()
@@ -288,63 +272,23 @@ def check_copying_score(fn: Callable[..., float], model: HookedTransformer) -> N
 
 
 @answered
-def check_ablate_except(fn: Callable[..., Tensor]) -> None:
-    """A hand-made z (2 prompts, 4 positions, 3 heads): head 1 kept at one position per prompt, head 2 everywhere."""
-    g = torch.Generator().manual_seed(0)
-    z, means = torch.randn(2, 4, 3, 2, generator=g), torch.zeros(2, 4, 3, 2)
-    keep = [(1, torch.tensor([2, 0])), (2, None)]
-    want = patching.ablate_except(z, means, keep)
-    got = fn(z.clone(), means, keep)
-    got = _shaped(got, z.shape, "a tensor shaped like z")
-    kept = (got != 0).any(-1)  # [batch, pos, head]: where z survived
-    if not torch.equal(kept, (want != 0).any(-1)):
-        raise AssertionError(
-            "With means = 0, z should survive at head 1 only at position 2 of prompt 0 and position 0 of prompt 1, "
-            f"and at head 2 everywhere; it survives at [batch, pos, head] = {kept.nonzero().tolist()}. Each prompt "
-            "keeps its own position pos[b]; everything not kept takes the mean."
-        )
-    if not torch.allclose(got, want):
-        raise AssertionError("The kept entries must be z's own values, and all others the means.")
-    print("mean ablation outside (head, position) pairs: correct.")
-
-
-@answered
-def check_faithfulness(fn: Callable[..., float], model: HookedTransformer) -> None:
-    """Faithfulness with no hooks (1), with the last layer's heads mean-ablated, against the ratio of means."""
+def check_mean_attention(fn: Callable[..., Tensor], model: HookedTransformer) -> None:
+    """Attention between named positions on a small batch, against ``ioi_circuit.mean_attention``."""
     case = _case(model)
-    batch = case.batch
-    got = _float(fn(model, batch, []), "faithfulness")
-    close(got, 1.0, "faithfulness with no ablation", "With no hooks the circuit is the whole model: the ratio is 1.")
-    groups = torch.arange(len(batch))
-    keep = [(layer, h) for layer in range(model.cfg.n_layers - 1) for h in range(model.cfg.n_heads)]
-    fwd = patching.mean_ablation_hooks(model, case.corrupt_cache, groups * 0, keep)
-    with torch.inference_mode():
-        ablated = ioi.logit_diff(model.run_with_hooks(batch.tokens, fwd_hooks=fwd), batch)
-        per_prompt = (ablated / ioi.logit_diff(model(batch.tokens), batch)).mean().item()
-    want = ablated.mean().item() / case.clean
-    got = _float(fn(model, batch, fwd), "faithfulness")
-    if abs(got - per_prompt) < 1e-4 and abs(want - per_prompt) > 1e-3:
-        raise AssertionError("That is the mean of per-prompt ratios; the paper divides the mean logit differences.")
-    close(got, want, "faithfulness with the last layer's heads mean-ablated", "Run with the hooks, take the mean "
-           "logit difference, and divide by the full model's mean logit difference.")  # fmt: skip
-    print("faithfulness: correct.")
-
-
-@answered
-def check_attribution_patch_heads(fn: Callable[..., Tensor], model: HookedTransformer) -> None:
-    """Attribution patching of every head, against ``patching.attribution_patch_heads``."""
-    case = _case(model)
-    want = patching.attribution_patch_heads(model, case.batch.corrupted, case.clean_cache, case.normalised)
-    got = fn(model, case.batch.corrupted, case.clean_cache, case.normalised)
-    got = _shaped(got, want.shape, "a [layer, head] tensor")
-    got = got.detach().float().cpu()
-    if torch.allclose(got, -want, atol=1e-4):
-        raise AssertionError("The sign is reversed: the patch moves z from the corrupted run to the clean one.")
-    if not torch.allclose(got, want, atol=1e-4, rtol=1e-3):
-        ratio = (got.flatten() @ want.flatten() / want.flatten().pow(2).sum()).item()
+    n_layers = model.cfg.n_layers
+    for dest, src in [("end", "IO"), ("S2", "S1+1")]:
+        want = mean_attention(case.clean_cache, case.batch, dest, src)
+        got = _shaped(fn(case.clean_cache, case.batch, dest, src), want.shape, "a [layer, head] tensor")
+        if torch.allclose(got, want, atol=1e-5):
+            continue
+        if dest == "end" and torch.allclose(got, mean_attention(case.clean_cache, case.batch, src, dest), atol=1e-5):
+            raise AssertionError(
+                f"{dest} → {src}: that is the attention from {src} to {dest}. A pattern is [batch, head, dest, src]: "
+                "the query (destination) axis comes before the key (source) axis."
+            )
         raise AssertionError(
-            f"Expected {want.flatten()[:4].tolist()}..., got {got.flatten()[:4].tolist()}... (about {ratio:.2f}x). "
-            "Backpropagate the mean metric over prompts, then sum (z_clean - z) * grad over batch, position and "
-            "d_head for each head."
+            f"{dest} → {src}: expected {want[n_layers - 1].tolist()} for the last layer's heads, got "
+            f"{got[n_layers - 1].tolist()}. Read each prompt at its own positions[dest] and positions[src], all heads "
+            "at once, and average over prompts only."
         )
-    print("attribution patching: correct.")
+    print("attention between named positions: correct.")

@@ -8,55 +8,15 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from interp_utils.core import hooks
 from interp_utils.course.checks import answered
+from interp_utils.course.checks.probes_steering_core import check_actadd as check_actadd
+from interp_utils.course.checks.probes_steering_core import check_mass_mean as check_mass_mean
+from interp_utils.course.checks.probes_steering_core import check_mt_effect as check_mt_effect
+from interp_utils.course.checks.probes_steering_core import check_residuals_at as check_residuals_at
+from interp_utils.course.checks.probes_steering_core import pair, planted
 from interp_utils.dictionaries.sae import SAE, SAEConfig
 from interp_utils.probing import probes, steering
-
-
-def _planted(n: int = 400, d: int = 6, seed: int = 0, offset: float = 3.0) -> tuple[Tensor, Tensor]:
-    """Two Gaussian classes apart along a random direction, centred away from the origin (a bias is needed)."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.rand(n, generator=g) < 0.5
-    x = torch.randn(n, d, generator=g) + offset + (y.float()[:, None] - 0.5) * 2 * torch.randn(d, generator=g)
-    return x, y
-
-
-def _pair(got: object, d: int) -> tuple[Tensor, float]:
-    if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], Tensor) and got[0].shape == (d,)):
-        raise AssertionError(f"Return (direction, bias): a [{d}] tensor and a float, got {got!r}.")
-    return got[0].detach().float(), float(got[1])
-
-
-@answered
-def check_mass_mean(fn: Callable[[Tensor, Tensor], tuple[Tensor, float]]) -> None:
-    x = torch.tensor([[3.0, 1.0], [5.0, 1.0], [0.0, 0.0], [0.0, 2.0]])
-    y = torch.tensor([True, True, False, False])
-    direction, bias = _pair(fn(x, y), 2)
-    if torch.allclose(direction, torch.tensor([-4.0, 0.0])):
-        raise AssertionError(
-            "The direction points from the True class to the False one: take mean(True) − mean(False)."
-        )
-    if torch.allclose(direction, torch.tensor([1.0, 0.0])):
-        raise AssertionError("The direction is normalised: return the difference of the means itself (here [4, 0]); "
-                             "its length is the distance between the classes, which later cells use.")  # fmt: skip
-    if not torch.allclose(direction, torch.tensor([4.0, 0.0])):
-        raise AssertionError(f"Means [4, 1] (True) and [0, 1] (False): expected the direction [4, 0], got "
-                             f"{direction.tolist()}.")  # fmt: skip
-    if abs(bias - (-8.0)) > 1e-4:
-        raise AssertionError(
-            f"The bias should put the threshold halfway between the means: −direction · (μ₊ + μ₋)/2 = −8 here, got "
-            f"{bias:g}. With bias 0 the boundary passes through the origin, wherever the data are."
-        )
-    x, y = _planted()
-    want = probes.mass_mean_probe(x, y)
-    direction, bias = _pair(fn(x, y), x.shape[1])
-    if not torch.allclose(direction, want.direction, atol=1e-4):
-        raise AssertionError("On random data your direction differs from the difference of the class means.")
-    if abs(bias - want.bias) > 1e-3:
-        raise AssertionError(f"On random data the bias should be {want.bias:.4f}, got {bias:.4f}.")
 
 
 @answered
@@ -73,7 +33,7 @@ def check_probe_accuracy(fn: Callable[[Tensor, float, Tensor, Tensor], float]) -
     if got != 1.0:
         raise AssertionError(f"Scores x − 2.5 = [−1.5, −0.5, 0.5, 1.5] against labels [F, F, T, T]: expected 1.0, "
                              f"got {got}.")  # fmt: skip
-    x, y = _planted()
+    x, y = planted()
     probe = probes.logistic_probe(x, y)
     if abs(fn(probe.direction, probe.bias, x, y) - probe.accuracy(x, y)) > 1e-6:
         raise AssertionError("On random data your accuracy differs from the reference's: a row is right when its score "
@@ -88,8 +48,8 @@ def _objective(x: Tensor, y: Tensor, direction: Tensor, bias: float, l2: float) 
 @answered
 def check_train_logistic(fn: Callable[..., tuple[Tensor, float]]) -> None:
     for l2 in (1e-3, 0.3):
-        x, y = _planted(seed=1)
-        direction, bias = _pair(fn(x, y, l2=l2, steps=100), x.shape[1])
+        x, y = planted(seed=1)
+        direction, bias = pair(fn(x, y, l2=l2, steps=100), x.shape[1])
         ref = probes.logistic_probe(x, y, l2=l2)
         got, best = _objective(x, y, direction, bias, l2), _objective(x, y, ref.direction, ref.bias, l2)
         if probes.Probe(direction, bias).accuracy(x, y) < 0.5:
@@ -156,41 +116,6 @@ def check_mention_counts(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
 
 
 @answered
-def check_mass_mean_iid(fn: Callable[[Tensor, Tensor], tuple[Tensor, float]]) -> None:
-    # two classes with the same spread, [±2, 0] and [0, ±1] around their means [1, 1] (True) and [0, 0] (False):
-    # within-class covariance diag(2, 0.5), θ = [1, 1], so Σ⁻¹θ = [0.5, 2] and the bias −(0.5 + 2) / 2 = −1.25
-    spread = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
-    x = torch.cat([spread + 1.0, spread])
-    y = torch.tensor([True] * 4 + [False] * 4)
-    direction, bias = _pair(fn(x, y), 2)
-    if torch.allclose(direction, torch.tensor([1.0, 1.0])):
-        raise AssertionError("That is the plain mass-mean direction θ: multiply it by the inverse of the within-class "
-                             "covariance.")  # fmt: skip
-    if torch.allclose(direction, torch.tensor([2.0, 0.5])):
-        raise AssertionError("You multiplied θ by the covariance Σ; the probe uses its inverse, Σ⁻¹θ.")
-    unit = direction / direction.norm().clamp_min(1e-12)
-    if float(unit @ torch.tensor([0.5, 2.0]) / torch.tensor([0.5, 2.0]).norm()) < 0.999:
-        raise AssertionError(f"Within-class covariance diag(2, 0.5) and θ = [1, 1]: expected a direction along "
-                             f"[0.5, 2], got {direction.tolist()}.")  # fmt: skip
-    midpoint = torch.tensor([0.5, 0.5])
-    if abs(float(direction @ midpoint) + bias) > 1e-3 * float(direction.norm()):
-        raise AssertionError(f"The bias should put the threshold halfway between the class means (score 0 at "
-                             f"[0.5, 0.5]): expected {-float(direction @ midpoint):.3g}, got {bias:.3g}.")  # fmt: skip
-    x, y = _planted(seed=2)
-    want = probes.iid_mass_mean_probe(x, y)
-    direction, bias = _pair(fn(x, y), x.shape[1])
-    scale = float(direction.norm() / want.direction.norm())
-    close = torch.allclose(direction, scale * want.direction, atol=1e-3 * scale)
-    if not close or abs(bias - scale * want.bias) > 1e-2 * scale:
-        pos, neg = x[y].mean(0), x[~y].mean(0)
-        diagonal = (pos - neg) / torch.cat([x[y] - pos, x[~y] - neg]).var(0)
-        if float(torch.cosine_similarity(direction, diagonal, dim=0)) > 0.999:
-            raise AssertionError("You divided θ by the variances alone (Σ's diagonal): invert the whole covariance "
-                                 "matrix, so that correlated dimensions are accounted for.")  # fmt: skip
-        raise AssertionError("On random data your probe differs from the reference's Σ⁻¹θ (up to a positive scale).")
-
-
-@answered
 def check_cosine_matrix(fn: Callable[[Tensor], Tensor]) -> None:
     directions = torch.tensor([[3.0, 0.0], [1.0, 1.0], [0.0, -2.0]])
     got = fn(directions)
@@ -213,6 +138,9 @@ def check_top_k_latents(fn: Callable[[Tensor, Tensor, int], Tensor]) -> None:
     got = fn(acts, y, 2)
     if not isinstance(got, Tensor) or got.shape != (2,):
         raise AssertionError(f"Return the indices of the k latents as a [k] tensor, got {got!r}.")
+    if got.dtype.is_floating_point:
+        raise AssertionError(f"Got {got.tolist()}: these are the largest differences themselves. Return the latents' "
+                             "indices, the positions of the largest differences.")  # fmt: skip
     chosen = set(got.tolist())
     if 0 in chosen:
         raise AssertionError("You chose latent 0, which fires equally in both classes: rank the latents by the "
@@ -260,6 +188,8 @@ def check_logit_gap(fn: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]) -> N
     if not isinstance(got, Tensor) or got.shape != (2,):
         raise AssertionError(f"Return one value per row, shape (2,), got {got!r}.")
     want = steering.logit_gap(logits, at, plus, minus)
+    if torch.allclose(got, -want, atol=1e-5):
+        raise AssertionError("The sign is reversed: the plus tokens' logsumexp minus the minus tokens'.")
     if torch.allclose(got, torch.zeros(2)):
         raise AssertionError("Zero for every row: read each row's logits at its own position `at`, not the last one.")
     if torch.allclose(got, torch.tensor([0.0, 1.5])):
@@ -268,6 +198,36 @@ def check_logit_gap(fn: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]) -> N
     if not torch.allclose(got, want, atol=1e-5):
         raise AssertionError(f"Expected {want.tolist()}, got {got.tolist()}: logsumexp over the plus tokens minus "
                              "logsumexp over the minus tokens.")  # fmt: skip
+
+
+@answered
+def check_paired(fn: Callable[[Tensor, Tensor], tuple[float, float, float]]) -> None:
+    a, b = torch.tensor([3.0, 5.0, 4.0, 6.0]), torch.tensor([1.0, 2.0, 2.0, 3.0])  # differences 2, 3, 2, 3
+    got = fn(a, b)
+    if not (isinstance(got, tuple) and len(got) == 3 and all(isinstance(v, float) for v in got)):
+        raise AssertionError(f"Return (mean, se, z) as three Python floats, got {got!r}.")
+    mean, se, z = got
+    want_se = float(torch.tensor([2.0, 3.0, 2.0, 3.0]).std() / 2)  # sample std √(1/3) over √4
+    if abs(mean - 2.5) > 1e-6:
+        raise AssertionError(f"The differences are 2, 3, 2, 3: their mean is 2.5, got {mean:g}.")
+    if abs(se - want_se * 2 / 4) < 1e-6:
+        raise AssertionError("The standard error divides the standard deviation by √n (here 2), not by n.")
+    if abs(se - float(torch.tensor([2.0, 3.0, 2.0, 3.0]).std(unbiased=False) / 2)) < 1e-6:
+        raise AssertionError("That standard deviation divides by n: use the sample one (n − 1), PyTorch's default.")
+    if abs(se - want_se) > 1e-6:
+        unpaired = float((a.var() / 4 + b.var() / 4).sqrt())
+        if abs(se - unpaired) < 1e-6:
+            raise AssertionError("That is the unpaired standard error, from the spreads of a and b: take the spread of "
+                                 "the per-prompt differences a − b, which cancels what the prompts share.")  # fmt: skip
+        raise AssertionError(f"Differences 2, 3, 2, 3: expected the standard error {want_se:.4f}, got {se:.4f}.")
+    if abs(z - 2.5 / want_se) > 1e-4:
+        raise AssertionError(f"z is the mean in standard errors, mean / se = {2.5 / want_se:.3f}; got {z:.3f}.")
+    try:
+        same = fn(a, a.clone())
+    except ZeroDivisionError:
+        raise AssertionError("Two identical interventions have se 0: return z = 0 then instead of dividing.") from None
+    if same[2] != 0.0:
+        raise AssertionError(f"Two identical interventions: expected (0, 0, 0), got {same}.")
 
 
 @answered
@@ -326,35 +286,6 @@ def check_next_token_loss(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         raise AssertionError("That is the sum over the 12 predictions: return the mean.")
     if not torch.allclose(got, want, atol=1e-5):
         raise AssertionError(f"Expected {want.item():.4f}, got {got.item():.4f}.")
-
-
-def _tiny_model() -> HookedTransformer:
-    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_ctx=8, d_head=4, n_heads=4, d_vocab=11, act_fn="gelu",
-                                  seed=0)  # fmt: skip
-    return HookedTransformer(cfg)
-
-
-@answered
-def check_actadd_vector(fn: Callable[[HookedTransformer, Tensor, Tensor, int], Tensor]) -> None:
-    model = _tiny_model()
-    plus, minus = torch.tensor([[0, 3, 4, 5]]), torch.tensor([[0, 6, 4, 5]])
-    got = fn(model, plus, minus, 1)
-    name, after = hooks.name("resid_pre", 1), hooks.name("resid_post", 1)
-    with torch.inference_mode():
-        _, a = model.run_with_cache(plus, names_filter=[name, after])
-        _, b = model.run_with_cache(minus, names_filter=[name, after])
-    want = (a[name] - b[name])[0]
-    if not isinstance(got, Tensor) or got.shape != want.shape:
-        raise AssertionError(f"Return one vector per position, shape {tuple(want.shape)} (pos, d_model), got {got!r}.")
-    post = (a[after] - b[after])[0]
-    if torch.allclose(got, post, atol=1e-5):
-        raise AssertionError("You read the residual stream leaving the layer: ActAdd adds where the stream enters it "
-                             "(resid_pre), so take the difference there.")  # fmt: skip
-    if torch.allclose(got, -want, atol=1e-5):
-        raise AssertionError("The sign is reversed: plus minus minus.")
-    if not torch.allclose(got, want, atol=1e-5):
-        raise AssertionError("Expected the residual stream entering the layer on `plus` minus on `minus`, position by "
-                             "position.")  # fmt: skip
 
 
 @answered

@@ -8,9 +8,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp_utils.course.checks import answered, compare_training_steps
+from interp_utils.course.checks import answered
+from interp_utils.course.checks.superposition_core import check_monosemantic as check_monosemantic
+from interp_utils.course.checks.superposition_core import check_phase_agreement as check_phase_agreement
+from interp_utils.course.checks.superposition_core import check_phase_diagram as check_phase_diagram
+from interp_utils.course.checks.superposition_core import check_sticky_share as check_sticky_share
+from interp_utils.course.checks.superposition_core import check_train as check_train
+from interp_utils.course.checks.superposition_core import check_train_abs as check_train_abs
 from interp_utils.toy_models import superposition as ref
-from interp_utils.toy_models.superposition import LossFn, ToyConfig, ToyModel
+from interp_utils.toy_models.superposition import LossFn
 
 
 def _polygon(k: int) -> Float[Tensor, "1 2 k"]:
@@ -57,24 +63,6 @@ def check_feature_dimensionality(fn: Callable[[Tensor], Tensor]) -> None:
     if not (torch.isfinite(unused).all() and abs(unused[0, 1].item()) < 1e-4):
         raise AssertionError(f"A feature with W_i = 0 should get dimensionality 0 (not nan); got {unused.tolist()}.")
     print("feature_dimensionality: correct on orthogonal, antipodal, pentagon, tetrahedron and unused features.")
-
-
-@answered
-def check_classify_phase(fn: Callable[[Tensor], Tensor]) -> None:
-    """Phase labels for 2 features in 1 dimension: 0 not represented, 1 dedicated, 2 superposition (antipodal),
-    3 both represented on the same side."""
-    W = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]], [[1.0, -1.0]], [[0.05, 0.02]], [[0.9, 0.8]], [[-0.7, 0.9]]])
-    expected = [0, 1, 2, 0, 3, 2]
-    got = fn(W)
-    if not torch.is_tensor(got) or got.shape != (6,):
-        raise AssertionError(f"Return one label per instance: a tensor of shape (6,), got {got!r}.")
-    if got.tolist() != expected:
-        raise AssertionError(
-            f"For W = {W.squeeze(1).tolist()} expected labels {expected} (feature 2 ignored, feature 2 alone, both "
-            f"antipodal, nothing represented, both on the same side: not superposition, antipodal with feature 1 "
-            f"negative), got {got.tolist()}."
-        )
-    print("classify_phase: correct.")
 
 
 @answered
@@ -126,21 +114,6 @@ def check_toy_forward(fn: Callable[..., Tensor]) -> None:
                 f"On random weights {kind} differs from x' = W^T W x + b" + (" then ReLU." if relu else ".")
             )
     print("toy_forward: correct, with and without the ReLU.")
-
-
-@answered
-def check_train_step(fn: Callable[..., float]) -> None:
-    """Two steps on the same batch must move the weights exactly as Adam on the paper's loss does."""
-
-    def fresh() -> tuple[ToyModel, torch.optim.Optimizer]:
-        torch.manual_seed(0)
-        model = ToyModel(ToyConfig(n_features=4, n_hidden=2, n_instances=2), 0.5, 0.9 ** torch.arange(4.0))
-        return model, torch.optim.Adam(model.parameters(), lr=0.05)
-
-    torch.manual_seed(1)
-    features = ref.generate_batch(torch.full((2, 4), 0.5), 64)
-    compare_training_steps(fn, ref.toy_train_step, fresh, features, lambda m: [m.W, m.b_final], "Adam")
-    print("train_step: correct.")
 
 
 @answered
@@ -270,3 +243,36 @@ def check_neuron_share(fn: Callable[[Tensor], Tensor]) -> None:
             f"largest feature (square before comparing: a large negative weight counts); got {got.tolist()}."
         )
     print("neuron_share: correct.")
+
+
+@answered
+def check_neighbour_angles(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+    """A square given out of order, three features with one left out, and agreement with the reference."""
+    angles = torch.deg2rad(torch.tensor([180.0, 0.0, 270.0, 90.0]))
+    square = torch.stack([angles.cos(), angles.sin()])
+    got = fn(square, torch.ones(4, dtype=torch.bool))
+    if got.shape != (4,):
+        raise AssertionError(
+            f"Four represented features make four gaps around the circle (the last one back to the first), shape "
+            f"(4,); got {tuple(got.shape)}."
+        )
+    if not torch.allclose(got, torch.full((4,), 90.0), atol=1e-3):
+        raise AssertionError(
+            f"Features at 180°, 0°, 270°, 90° (given in that order) are 90° apart in degrees, once sorted by angle "
+            f"around the circle; got {got.tolist()}."
+        )
+    angles = torch.deg2rad(torch.tensor([0.0, 45.0, 90.0, 225.0]))
+    W = torch.stack([angles.cos(), angles.sin()])
+    got = fn(W, torch.tensor([True, False, True, True]))
+    if got.shape != (3,) or not torch.allclose(got.sort().values, torch.tensor([90.0, 135.0, 135.0]), atol=1e-3):
+        raise AssertionError(
+            "Features at 0°, 45° (not represented), 90° and 225°: only the represented three count, with gaps 90°, "
+            f"135° and 135° (from 225° back round to 0°); got {got.tolist()}."
+        )
+    torch.manual_seed(0)
+    W, keep = torch.randn(2, 7), torch.rand(7) > 0.3
+    if not torch.allclose(fn(W, keep), ref.neighbour_angles(W, keep), atol=1e-3):
+        raise AssertionError(
+            "On random directions the gaps differ from the reference's (in angular order, from -180°)."
+        )
+    print("neighbour_angles: correct.")
