@@ -10,7 +10,24 @@ import pytest
 from interp_utils.course import grading
 from interp_utils.course.exercises import learner_notebook, main
 
-SETUP = """from interp_utils.course.checks import answered
+# The lesson's own NotAnswered and ``answered``, as interp_utils.course.checks defines them (the grader goes by the
+# exception's name): importing the package would cost every kernel here seconds (torch, TransformerLens).
+SETUP = """import functools
+
+
+class NotAnswered(Exception):
+    pass
+
+
+def answered(check):
+    @functools.wraps(check)
+    def run(fn):
+        try:
+            check(fn)
+        except NotImplementedError:
+            raise NotAnswered(f"{fn.__name__}: not answered yet.") from None
+
+    return run
 
 
 @answered
@@ -77,11 +94,13 @@ def test_a_copy_filled_from_the_lesson_grades_full_marks_and_an_empty_copy_zero(
     assert all("not answered yet" in g.message for g in empty.grades)
 
 
-def test_one_wrong_answer_fails_that_exercise_alone_with_its_checks_message(lesson, tmp_path):
+def test_one_wrong_answer_fails_that_exercise_alone_with_its_checks_message(lesson, tmp_path, capsys):
     wrong = {"double": True, "square": "def square(x):\n    return x + x\n\n\ncheck_square(square)", "negate": True}
-    report = grading.grade(copy(lesson, tmp_path, "wrong", wrong), lesson)
+    report = grading.grade(copy(lesson, tmp_path, "wrong", wrong), lesson, verbose=True)
     assert statuses(report) == {"double": "correct", "square": "wrong", "negate": "correct"}
     assert "square(3) should be 9, got 6" in report.grades[1].message and report.score == pytest.approx(2 / 3)
+    progress = capsys.readouterr().err  # --verbose: a line per cell, the wrong answer's and then the lesson's
+    assert "wrong.ipynb cell 6 (square: wrong)" in progress and "wrong.ipynb cell 6 (answer)" in progress, progress
 
 
 def test_a_removed_check_an_endless_cell_and_an_error_are_graded_wrong(lesson, tmp_path):

@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     group.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default 600)")
     group.add_argument("--jobs", type=int, default=1, help="notebooks graded at once (default 1)")
     group.add_argument("--full", action="store_true", help="full budgets (default: INTERP_FAST=1)")
+    group.add_argument("--verbose", action="store_true", help="print each cell's seconds as it runs")
     args = parser.parse_args(argv)
     if args.grade:
         from interp_utils.course import grading
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         missing = [str(p) for p in args.grade if not p.exists()]
         if missing:
             raise SystemExit(f"No such notebook: {', '.join(missing)}")
-        reports = grading.grade_all(args.grade, args.lesson, args.timeout, not args.full, args.jobs)
+        reports = grading.grade_all(args.grade, args.lesson, args.timeout, not args.full, args.jobs, args.verbose)
         written = grading.write(reports, args.grades)
         print(grading.markdown(reports))
         print(f"wrote {written[0]} and {written[1]}")

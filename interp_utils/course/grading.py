@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -85,8 +87,13 @@ def _solution_cells(nb: nbformat.NotebookNode) -> list[int]:
     return [i for i, c in enumerate(nb.cells) if is_solution(c)]
 
 
-def grade(path: Path, lesson: Path | None = None, timeout: int = 600, fast: bool = True) -> Report:
-    """Execute one learner notebook exercise by exercise and grade each (see the module's docstring)."""
+def grade(
+    path: Path, lesson: Path | None = None, timeout: int = 600, fast: bool = True, verbose: bool = False
+) -> Report:
+    """Execute one learner notebook exercise by exercise and grade each (see the module's docstring).
+
+    ``verbose`` prints a line per cell to standard error (its index, what it is, its seconds), to find a slow cell.
+    """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -118,21 +125,31 @@ def grade(path: Path, lesson: Path | None = None, timeout: int = 600, fast: bool
             for index, cell in enumerate(reference.cells):
                 if cell.cell_type != "code":
                     continue
+                start = time.perf_counter()
                 if index in answers:
                     name, checks = exercise_name(cell.source, len(report.grades)), set(_CHECK.findall(cell.source))
                     report.grades.append(_grade_cell(client, run, answers[index], name, checks, timeout))
+                    if verbose:
+                        _progress(path, index, f"{name}: {report.grades[-1].status}", start)
                     if report.grades[-1].status == "correct":
                         continue
+                    start = time.perf_counter()
                 try:  # the lesson's own cell, or its answer in place of a failed one
                     _execute(client, run, cell.source)
                 except (CellExecutionError, CellTimeoutError) as error:
                     raise GradingError(f"The lesson's own cell {index} failed: {_message(error)}") from None
+                if verbose:
+                    _progress(path, index, "answer" if index in answers else "lesson", start)
     except GradingError as error:
         report.error = str(error)
     except DeadKernelError:  # a learner's cell took the kernel down (memory, os._exit): the rest cannot run
         graded = ", ".join(g.exercise for g in report.grades) or "none"
         report.error = f"The kernel died during grading (graded before it: {graded}); run that file on its own."
     return report
+
+
+def _progress(path: Path, index: int, what: str, start: float) -> None:
+    print(f"{path.name} cell {index} ({what}): {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
 
 LESSON_TIMEOUT = 900  # seconds a lesson's own cell may run, whatever the learners' limit
@@ -170,13 +187,19 @@ def _grade_cell(client, run: nbformat.NotebookNode, source: str, name: str, chec
 
 
 def grade_all(
-    paths: Sequence[Path], lesson: Path | None = None, timeout: int = 600, fast: bool = True, jobs: int = 1
+    paths: Sequence[Path],
+    lesson: Path | None = None,
+    timeout: int = 600,
+    fast: bool = True,
+    jobs: int = 1,
+    verbose: bool = False,
 ) -> list[Report]:
     """Grade every file, ``jobs`` at a time (each in its own process and kernel)."""
+    n = len(paths)
     if jobs <= 1:
-        return [grade(p, lesson, timeout, fast) for p in paths]
+        return [grade(p, lesson, timeout, fast, verbose) for p in paths]
     with ProcessPoolExecutor(jobs) as pool:
-        return list(pool.map(grade, paths, [lesson] * len(paths), [timeout] * len(paths), [fast] * len(paths)))
+        return list(pool.map(grade, paths, [lesson] * n, [timeout] * n, [fast] * n, [verbose] * n))
 
 
 def markdown(reports: Sequence[Report]) -> str:
