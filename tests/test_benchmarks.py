@@ -13,6 +13,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 TINY = {
     "patching.py": ["--prompts", "4"],
     "sae_training.py": ["--tokens", "4096", "--d-sae", "64", "--batch", "512", "--activations", "8192"],
+    "sae_synthetic.py": "--features 256 --dim 32 --samples 2048 --batch 256 --eval-samples 512 --ortho-steps 0".split(),
     "attribution.py": ["--lengths", "8", "--train-tokens", "4096", "--pool-tokens", "4096", "--repeats", "1"],
     "circuit_discovery.py": [
         "--prompts",

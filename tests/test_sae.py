@@ -28,7 +28,7 @@ def test_topk_keeps_k_and_relu_is_non_negative():
 
 def test_bad_configs_and_shapes_are_explained():
     with pytest.raises(ValueError, match="architecture must be 'topk' or 'relu'"):
-        sae.SAEConfig(d_in=4, d_sae=8, architecture="jumprelu")
+        sae.SAEConfig(d_in=4, d_sae=8, architecture="gated")
     with pytest.raises(ValueError, match="k must be between 1 and d_sae=8"):
         sae.SAEConfig(d_in=4, d_sae=8, k=9)
     model = sae.SAE(sae.SAEConfig(d_in=4, d_sae=8, k=2))

@@ -26,6 +26,8 @@ NAMES = {
     "feature_dashboards": "dashboards",
     "replacement_losses": "transcoders",
     "train_transcoders": "transcoders",
+    "save_saelens": "saelens_format",
+    "to_saelens": "saelens_format",
 }
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time each name is imported on first use
@@ -42,6 +44,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time each name is imp
         reinitialised_decoder,
         top_contexts,
     )
+    from interp_utils.dictionaries.saelens_format import save_saelens, to_saelens
     from interp_utils.dictionaries.transcoders import replacement_losses, train_transcoders
 
 __getattr__, __dir__ = lazy_names(__name__, NAMES)

@@ -7,6 +7,10 @@ rows, dead latents trained by the AuxK loss; Gao et al.). With ``d_out`` set the
 reads one activation and predicts another. Inputs are rescaled inside the module so that E||x|| = sqrt(d_in), so the
 same L1 coefficient works at every layer and model; everything outside (``encode``, ``decode``, metrics) is in the
 model's own units. Measuring SAEs is :mod:`interp_utils.dictionaries.sae_metrics`.
+
+Three more architectures train in the same loop: ``jumprelu`` (Rajamanoharan et al. 2024), ``batchtopk`` (Bussmann et
+al. 2024) and ``matryoshka`` (Bussmann et al. 2025); :mod:`interp_utils.dictionaries.architectures` explains them and
+:mod:`interp_utils.dictionaries.saelens_format` saves any of the five as SAELens loads it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from interp_utils.dictionaries import architectures as arch
 from interp_utils.dictionaries.training import LoopConfig, TrainLog, train_loop
+
+ARCHITECTURES = ("topk", "relu", "jumprelu", "batchtopk", "matryoshka")
 
 
 @dataclass
@@ -28,28 +35,44 @@ class SAEConfig:
 
     d_in: int
     d_sae: int
-    architecture: Literal["topk", "relu"] = "topk"
-    k: int = 32  # topk: latents kept per token
+    architecture: Literal["topk", "relu", "jumprelu", "batchtopk", "matryoshka"] = "topk"
+    k: int = 32  # topk: latents kept per token; batchtopk, matryoshka: per token on average over a training batch
     l1_coeff: float = 5.0  # relu: the L1 penalty's weight
     recipe: Literal["bricken2023", "april2024"] = "bricken2023"  # relu: how the L1 penalty and decoder norms interact
     d_out: int | None = None
-    aux_k: int = 0  # topk: dead latents the AuxK loss may use (0: d_in // 2, as Gao et al.)
+    aux_k: int = 0  # topk, batchtopk, matryoshka: dead latents the AuxK loss may use (0: d_in // 2, as Gao et al.)
     aux_coeff: float = 1 / 32
     dead_tokens: int = 200_000  # a latent that has not fired for this many training tokens is dead
+    l0_coeff: float = 1.0  # jumprelu: lambda, the L0 penalty's weight (warmed up as the L1 coefficient is)
+    bandwidth: float = 0.05  # jumprelu: eps, the straight-through estimator's kernel width (SAELens's default)
+    init_threshold: float = 0.01  # jumprelu: every latent's threshold at the start (SAELens's default)
+    threshold_lr: float = 0.01  # batchtopk, matryoshka: rate of the running average that sets the inference threshold
+    prefixes: tuple[int, ...] = ()  # matryoshka: nested dictionary sizes, d_sae last (default d_sae/16, d_sae/4, d_sae)
 
     def __post_init__(self) -> None:
-        if self.architecture not in ("topk", "relu"):
-            raise ValueError(f"architecture must be 'topk' or 'relu', got {self.architecture!r}.")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                "architecture must be 'topk' or 'relu' (notebook 04's), or 'jumprelu', 'batchtopk' or 'matryoshka'; "
+                f"got {self.architecture!r}."
+            )
         if self.recipe not in ("bricken2023", "april2024"):
             raise ValueError(f"recipe must be 'bricken2023' or 'april2024', got {self.recipe!r}.")
-        if self.architecture == "topk" and not 0 < self.k <= self.d_sae:
-            raise ValueError(f"k must be between 1 and d_sae={self.d_sae}, got {self.k}.")
+        a = self.architecture
+        arch.check_config(a, self.d_sae, self.k, self.bandwidth, self.init_threshold, self.l0_coeff, self.threshold_lr)
+        if a == "matryoshka":
+            self.prefixes = arch.matryoshka_prefixes(tuple(self.prefixes), self.d_sae)
         self.aux_k = self.aux_k or max(1, self.d_in // 2)
 
     @property
     def normalise_decoder(self) -> bool:
-        """Decoder rows kept at unit norm: TopK (Gao et al.) and Bricken et al.'s L1; not the April 2024 update's."""
-        return self.architecture == "topk" or self.recipe == "bricken2023"
+        """Decoder rows kept at unit norm: every architecture (as Gao et al., Rajamanoharan et al., Bussmann et al.)
+        but the April 2024 update's L1."""
+        return self.architecture != "relu" or self.recipe == "bricken2023"
+
+    @property
+    def batch_topk(self) -> bool:
+        """Trained with BatchTopK, run with one threshold: batchtopk and matryoshka."""
+        return self.architecture in ("batchtopk", "matryoshka")
 
     @property
     def weight_l1_by_norm(self) -> bool:
@@ -62,6 +85,7 @@ class SAE(nn.Module):
 
     in_scale: Tensor  # buffers: the input and output scales (see init_from_data)
     out_scale: Tensor
+    threshold: Tensor  # jumprelu: a parameter [d_sae]; batchtopk, matryoshka: a buffer [] (the inference threshold)
 
     def __init__(self, cfg: SAEConfig, device: str | torch.device = "cpu"):
         super().__init__()
@@ -79,6 +103,10 @@ class SAE(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(d_out))
         self.register_buffer("in_scale", torch.tensor(1.0))
         self.register_buffer("out_scale", torch.tensor(1.0))
+        if cfg.architecture == "jumprelu":
+            self.threshold = nn.Parameter(torch.full((cfg.d_sae,), float(cfg.init_threshold)))
+        elif cfg.batch_topk:
+            self.register_buffer("threshold", torch.tensor(0.0))
         self.to(device)
 
     @property
@@ -103,9 +131,14 @@ class SAE(nn.Module):
         return x @ self.W_enc + self.b_enc
 
     def activate(self, pre: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_sae"]:
-        """ReLU, or TopK: the k largest pre-activations (through a ReLU), all others zero."""
+        """ReLU, or TopK: the k largest pre-activations (through a ReLU), all others zero; JumpReLU with its learned
+        thresholds; BatchTopK and Matryoshka at inference: ReLU above their one estimated threshold."""
         if self.cfg.architecture == "relu":
             return torch.relu(pre)
+        if self.cfg.architecture == "jumprelu":
+            return arch.jumprelu(pre, self.threshold, self.cfg.bandwidth)
+        if self.cfg.batch_topk:
+            return arch.threshold_relu(pre, self.threshold)
         return topk_relu(pre, self.cfg.k)
 
     def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
@@ -126,18 +159,30 @@ class SAE(nn.Module):
         l1_scale: float = 1.0,
     ) -> dict[str, Tensor]:
         """The training loss and its parts, in scaled units: squared error summed over dimensions, plus the L1
-        penalty (relu; weighted by decoder norms in the April 2024 recipe) or the AuxK loss on dead latents (topk)."""
+        penalty (relu; weighted by decoder norms in the April 2024 recipe), the L0 penalty (jumprelu; its coefficient
+        scaled by ``l1_scale`` too) or the AuxK loss on dead latents (topk, batchtopk, matryoshka); Matryoshka adds
+        the errors of its inner prefixes (``prefix_mse``: every prefix's, the last the whole dictionary's). A
+        BatchTopK step in training mode with gradients on moves the inference threshold's running average."""
         y = (x if target is None else target) / self.out_scale
         pre = self.pre_acts(x)
-        f = self.activate(pre)
+        f = arch.batch_topk(pre, self.cfg.k) if self.cfg.batch_topk else self.activate(pre)
         err = y - (f @ self.W_dec + self.b_dec)
         out = {"mse": err.pow(2).sum(-1).mean(), "acts": f, "err": err}
         if self.cfg.architecture == "relu":
             out["l1"] = (f * self.W_dec.norm(dim=1) if self.cfg.weight_l1_by_norm else f).sum(-1).mean()
             out["loss"] = out["mse"] + l1_scale * self.cfg.l1_coeff * out["l1"]
+        elif self.cfg.architecture == "jumprelu":
+            out["l0"] = arch.l0_ste(pre, self.threshold, self.cfg.bandwidth).mean()
+            out["loss"] = out["mse"] + l1_scale * self.cfg.l0_coeff * out["l0"]
         else:
             out["aux"] = self._aux_loss(pre, err, dead)
             out["loss"] = out["mse"] + self.cfg.aux_coeff * out["aux"]
+        if self.cfg.architecture == "matryoshka":
+            inner = arch.prefix_mses(f, self.W_dec, self.b_dec, y, self.cfg.prefixes[:-1])
+            out["prefix_mse"] = torch.cat([inner, out["mse"][None]])
+            out["loss"] = out["loss"] + inner.sum()
+        if self.cfg.batch_topk and self.training and torch.is_grad_enabled():
+            arch.update_threshold_(self.threshold, f, self.cfg.threshold_lr)
         return out
 
     def _aux_loss(self, pre: Tensor, err: Tensor, dead: Tensor | None) -> Tensor:
@@ -213,7 +258,8 @@ def sae_train_step(
     sae: SAE, opt: torch.optim.Optimizer, x: Tensor, dead: Tensor, l1_scale: float, y: Tensor | None = None
 ) -> dict[str, Tensor]:
     """One optimiser step on the SAE loss; with unit-norm decoder rows, the gradient along each row is removed
-    before the step and the rows renormalised after it. Returns the loss parts (``SAE.losses``)."""
+    before the step and the rows renormalised after it (and JumpReLU thresholds kept >= 0). Returns the loss parts
+    (``SAE.losses``)."""
     out = sae.losses(x, y, dead=dead, l1_scale=l1_scale)
     opt.zero_grad(set_to_none=True)
     out["loss"].backward()
@@ -222,6 +268,9 @@ def sae_train_step(
     opt.step()
     if sae.cfg.normalise_decoder:
         sae.normalise_decoder_()
+    if sae.cfg.architecture == "jumprelu":
+        with torch.no_grad():
+            sae.threshold.clamp_(min=0.0)  # below 0 the step would count negative pre-activations as firing
     return out
 
 
@@ -242,9 +291,10 @@ def train_sae(
     """Adam on ``n_tokens`` activations (a tensor, shuffled, or an iterator of batches such as an ActivationBuffer),
     in the loop every dictionary shares (:func:`interp_utils.dictionaries.training.train_loop`).
 
-    The L1 coefficient warms up over the first ``l1_warmup`` of training and the learning rate decays to 0 over
-    the last ``lr_decay`` (Anthropic's April 2024 recipe). ReLU SAEs of the ``bricken2023`` recipe resample dead
-    latents at the fractions in ``resample_at``; TopK SAEs train them with the AuxK loss. Dead means not fired for
+    The L1 (or JumpReLU's L0) coefficient warms up over the first ``l1_warmup`` of training and the learning rate
+    decays to 0 over the last ``lr_decay`` (Anthropic's April 2024 recipe). ReLU SAEs of the ``bricken2023`` recipe
+    resample dead latents at the fractions in ``resample_at``; TopK, BatchTopK and Matryoshka SAEs train them with the
+    AuxK loss; JumpReLU SAEs do neither (as Rajamanoharan et al.). Dead means not fired for
     ``min(cfg.dead_tokens, n_tokens // 4)`` tokens. ``step_fn(sae, opt, x, dead, l1_scale)`` replaces
     :func:`sae_train_step` (an autoencoder only: notebook 04's learner writes one).
     """
