@@ -1,13 +1,14 @@
 """Benchmark: SAE training throughput of interp_utils.dictionaries.sae.train_sae against SAELens's SAETrainer.
 
-Both train a TopK SAE (and a ReLU + L1 SAE, SAELens's "standard") with the same width, k or L1 coefficient,
-batch size, learning rate and number of tokens, from the same tensor of the bundled model's residual-stream
-activations, on this machine. Activations are collected once beforehand, so only training is timed. Prints
-tokens per second for each, their ratio, and each SAE's L0 and explained variance on held-out activations
-(measured by the same code) so that a faster trainer is not a worse one.
+Both train each of the five architectures (TopK; ReLU + L1, SAELens's "standard"; JumpReLU; BatchTopK; Matryoshka
+BatchTopK) with the same width, k (or L1 / L0 coefficient), batch size, learning rate and number of tokens, from the
+same tensor of the bundled model's residual-stream activations, on this machine. Activations are collected once
+beforehand, so only training is timed. Prints tokens per second for each, their ratio, and each SAE's L0 and
+explained variance on held-out activations (measured by the same code) so that a faster trainer is not a worse one.
 
     python benchmarks/sae_training.py                    # 2M tokens, 1024 latents
     python benchmarks/sae_training.py --tokens 500000 --d-sae 4096
+    python benchmarks/sae_training.py --only jumprelu batchtopk matryoshka
 """
 
 from __future__ import annotations
@@ -15,11 +16,25 @@ from __future__ import annotations
 import argparse
 
 import torch
-from sae_lens import SAETrainer, StandardTrainingSAE, StandardTrainingSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens import (
+    BatchTopKTrainingSAE,
+    BatchTopKTrainingSAEConfig,
+    JumpReLUTrainingSAE,
+    JumpReLUTrainingSAEConfig,
+    MatryoshkaBatchTopKTrainingSAE,
+    MatryoshkaBatchTopKTrainingSAEConfig,
+    SAETrainer,
+    StandardTrainingSAE,
+    StandardTrainingSAEConfig,
+    TopKTrainingSAE,
+    TopKTrainingSAEConfig,
+)
 from sae_lens.config import SAETrainerConfig
 
 from interp_utils import activations, hooks, load_bundled, sae, sae_metrics
 from interp_utils.core.runtime import benchmark_device, timed
+
+ARCHITECTURES = ("topk", "relu", "jumprelu", "batchtopk", "matryoshka")
 
 
 def batches(data: torch.Tensor, batch_size: int, seed: int):
@@ -33,6 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--d-sae", type=int, default=1024)
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--l1", type=float, default=2.0, help="L1 coefficient of the suite's ReLU SAE")
+    parser.add_argument("--l0", type=float, default=1.0, help="L0 coefficient of both JumpReLU SAEs (own units)")
+    parser.add_argument("--init-threshold", type=float, default=0.5, help="JumpReLU's initial thresholds (both)")
+    parser.add_argument(
+        "--only", nargs="+", choices=ARCHITECTURES, default=list(ARCHITECTURES), help="architectures to train"
+    )
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--activations", type=int, default=2**18, help="activations collected to train on")
@@ -76,6 +96,32 @@ def main(argv: list[str] | None = None) -> None:
             ),
         ),
     }
+    # the newer three: JumpReLU's coefficient and thresholds are each trainer's own units (the suite's inputs are
+    # scaled to E||x|| = sqrt(d), SAELens's are not); Matryoshka's prefixes are d_sae/16, d_sae/4 and d_sae in both
+    size = dict(d_in=d_in, d_sae=args.d_sae, device=args.device)
+    widths = [args.d_sae // 16, args.d_sae // 4, args.d_sae]
+    new = {
+        "JumpReLU": (
+            dict(architecture="jumprelu", l0_coeff=args.l0, init_threshold=args.init_threshold),
+            lambda: JumpReLUTrainingSAE(
+                JumpReLUTrainingSAEConfig(**size, l0_coefficient=args.l0, jumprelu_init_threshold=args.init_threshold)
+            ),
+        ),
+        "BatchTopK": (
+            dict(architecture="batchtopk", k=args.k),
+            lambda: BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**size, k=args.k)),
+        ),
+        "Matryoshka": (
+            dict(architecture="matryoshka", k=args.k, prefixes=tuple(widths)),
+            lambda: MatryoshkaBatchTopKTrainingSAE(
+                MatryoshkaBatchTopKTrainingSAEConfig(**size, k=args.k, matryoshka_widths=widths)
+            ),
+        ),
+    }
+    for name, (options, lens) in new.items():
+        pairs[name] = (sae.SAE(sae.SAEConfig(d_in=d_in, d_sae=args.d_sae, **options), device=args.device), lens())
+    keys = {"TopK": "topk", "ReLU + L1": "relu", "JumpReLU": "jumprelu", "BatchTopK": "batchtopk"}
+    pairs = {name: pair for name, pair in pairs.items() if keys.get(name, "matryoshka") in args.only}
     rows = []
     for name, (ours, theirs) in pairs.items():
         _, ours_s = timed(
