@@ -79,49 +79,46 @@ def main(argv: list[str] | None = None) -> None:
         lr_decay_steps=steps // 5,
         device=args.device,
     )
-    pairs = {
-        "TopK": (
-            sae.SAE(sae.SAEConfig(d_in=d_in, d_sae=args.d_sae, architecture="topk", k=args.k), device=args.device),
-            TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=args.d_sae, k=args.k, device=args.device)),
-        ),
-        # SAELens's L1 coefficient multiplies the decoder-norm-weighted L1 in model units; the suite's works in
-        # units scaled to E||x|| = sqrt(d), so the same number means different sparsity. Throughput is compared
-        # at equal width and batch; L0 is printed to show how far apart the sparsity ended up.
-        "ReLU + L1": (
-            sae.SAE(
-                sae.SAEConfig(d_in=d_in, d_sae=args.d_sae, architecture="relu", l1_coeff=args.l1), device=args.device
-            ),
-            StandardTrainingSAE(
-                StandardTrainingSAEConfig(d_in=d_in, d_sae=args.d_sae, l1_coefficient=args.l1, device=args.device)
-            ),
-        ),
-    }
-    # the newer three: JumpReLU's coefficient and thresholds are each trainer's own units (the suite's inputs are
-    # scaled to E||x|| = sqrt(d), SAELens's are not); Matryoshka's prefixes are d_sae/16, d_sae/4 and d_sae in both
+    # architecture -> (its name, the suite's SAEConfig options, SAELens's training SAE). SAELens's L1 coefficient
+    # multiplies the decoder-norm-weighted L1 in model units, and JumpReLU's coefficient and thresholds are likewise
+    # each trainer's own units (the suite's inputs are scaled to E||x|| = sqrt(d)), so the same number means different
+    # sparsity: throughput is compared at equal width and batch, and L0 is printed to show how far apart the sparsity
+    # ended up. Matryoshka's prefixes are d_sae/16, d_sae/4 and d_sae in both.
     size = dict(d_in=d_in, d_sae=args.d_sae, device=args.device)
     widths = [args.d_sae // 16, args.d_sae // 4, args.d_sae]
-    new = {
-        "JumpReLU": (
-            dict(architecture="jumprelu", l0_coeff=args.l0, init_threshold=args.init_threshold),
+    setups = {
+        "topk": ("TopK", dict(k=args.k), lambda: TopKTrainingSAE(TopKTrainingSAEConfig(**size, k=args.k))),
+        "relu": (
+            "ReLU + L1",
+            dict(l1_coeff=args.l1),
+            lambda: StandardTrainingSAE(StandardTrainingSAEConfig(**size, l1_coefficient=args.l1)),
+        ),
+        "jumprelu": (
+            "JumpReLU",
+            dict(l0_coeff=args.l0, init_threshold=args.init_threshold),
             lambda: JumpReLUTrainingSAE(
                 JumpReLUTrainingSAEConfig(**size, l0_coefficient=args.l0, jumprelu_init_threshold=args.init_threshold)
             ),
         ),
-        "BatchTopK": (
-            dict(architecture="batchtopk", k=args.k),
+        "batchtopk": (
+            "BatchTopK",
+            dict(k=args.k),
             lambda: BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**size, k=args.k)),
         ),
-        "Matryoshka": (
-            dict(architecture="matryoshka", k=args.k, prefixes=tuple(widths)),
+        "matryoshka": (
+            "Matryoshka",
+            dict(k=args.k, prefixes=tuple(widths)),
             lambda: MatryoshkaBatchTopKTrainingSAE(
                 MatryoshkaBatchTopKTrainingSAEConfig(**size, k=args.k, matryoshka_widths=widths)
             ),
         ),
     }
-    for name, (options, lens) in new.items():
-        pairs[name] = (sae.SAE(sae.SAEConfig(d_in=d_in, d_sae=args.d_sae, **options), device=args.device), lens())
-    keys = {"TopK": "topk", "ReLU + L1": "relu", "JumpReLU": "jumprelu", "BatchTopK": "batchtopk"}
-    pairs = {name: pair for name, pair in pairs.items() if keys.get(name, "matryoshka") in args.only}
+    pairs = {}
+    for architecture in ARCHITECTURES:
+        if architecture in args.only:
+            name, options, lens = setups[architecture]
+            config = sae.SAEConfig(d_in=d_in, d_sae=args.d_sae, architecture=architecture, **options)
+            pairs[name] = (sae.SAE(config, device=args.device), lens())
     rows = []
     for name, (ours, theirs) in pairs.items():
         _, ours_s = timed(

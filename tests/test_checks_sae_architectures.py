@@ -14,7 +14,7 @@ from interp_utils.course.checks.sparse_autoencoders_frontier import (
 from interp_utils.dictionaries.architectures import batch_topk, prefix_mses, rectangle
 
 
-def jumprelu_class(theta_grad=None, z_grad=None, ignore_grad=False):
+def jumprelu_class(theta_grad=None, z_grad=None, ignore_grad=False, summed=True):
     """A JumpReLU autograd Function as the lesson writes it; the keyword arguments swap in a mistaken gradient."""
 
     class JumpReLU(torch.autograd.Function):
@@ -35,6 +35,8 @@ def jumprelu_class(theta_grad=None, z_grad=None, ignore_grad=False):
             )
             if ignore_grad:  # the incoming gradient dropped: right only when it is all ones
                 dz, dtheta = dz / grad, dtheta / grad
+            if not summed:  # the threshold's gradient left per token: the wrong shape
+                return dz, dtheta[0], None
             return dz, dtheta.reshape(-1, threshold.shape[-1]).sum(0), None
 
     return JumpReLU
@@ -85,22 +87,8 @@ def test_jumprelu_check_wants_the_class_and_the_thresholds_gradient_summed_over_
     with pytest.raises(AssertionError, match="Pass the class itself"):
         check_jumprelu(lambda z, t, e: z, step_class())
 
-    class NotSummed(torch.autograd.Function):  # the threshold's gradient left per token: wrong shape
-        @staticmethod
-        def forward(ctx, z, threshold, bandwidth):
-            ctx.save_for_backward(z, threshold)
-            ctx.bandwidth = bandwidth
-            return z * (z > threshold).to(z.dtype)
-
-        @staticmethod
-        def backward(ctx, grad):
-            z, threshold = ctx.saved_tensors
-            eps = ctx.bandwidth
-            dtheta = -(threshold / eps) * rectangle((z - threshold) / eps) * grad
-            return (z > threshold).to(grad.dtype) * grad, dtheta[0], None
-
     with pytest.raises((AssertionError, RuntimeError)):
-        check_jumprelu(NotSummed, step_class())
+        check_jumprelu(jumprelu_class(summed=False), step_class())
 
 
 def test_batch_topk_check_passes_the_answer_and_rejects_mistakes():

@@ -87,9 +87,9 @@ def check_jumprelu(jumprelu_fn: Any, step_fn: Any) -> None:
         )
     torch.manual_seed(0)
     z, theta = torch.randn(3, 5, 16) * 0.5, torch.rand(16) * 0.5
-    for name, fn, ours in (("JumpReLU", jumprelu_fn, arch.jumprelu), ("the step", step_fn, _step)):
-        got, want_ = _apply(fn, z, theta, 0.2, True), _apply(_Reference(ours), z, theta, 0.2, True)
-        unit = _apply(_Reference(ours), z, theta, 0.2)  # the suite's gradients for an incoming gradient of ones
+    for name, fn, ours in (("JumpReLU", jumprelu_fn, arch._JumpReLU), ("the step", step_fn, arch._Step)):
+        got, want_ = _apply(fn, z, theta, 0.2, True), _apply(ours, z, theta, 0.2, True)
+        unit = _apply(ours, z, theta, 0.2)  # the suite's gradients for an incoming gradient of ones
         names = ("values", "gradient to z", "gradient to the thresholds")
         for what, a, b, c in zip(names, got, want_, unit, strict=True):
             if not _same(a, b, 1e-4):
@@ -101,18 +101,6 @@ def check_jumprelu(jumprelu_fn: Any, step_fn: Any) -> None:
                     f"difference {(a - b).abs().max().item() if a.shape == b.shape else 'n/a'}."
                 )
     print("jumprelu: correct (values, the gradient to z, the straight-through gradients to the thresholds).")
-
-
-def _step(z: Tensor, theta: Tensor, eps: float) -> Tensor:
-    out: Tensor = arch._Step.apply(z, theta, eps)
-    return out
-
-
-class _Reference:
-    """The suite's function wearing an ``apply``, so that ``_apply`` runs it like the learner's class."""
-
-    def __init__(self, fn: Callable[[Tensor, Tensor, float], Tensor]):
-        self.apply = fn
 
 
 @answered
