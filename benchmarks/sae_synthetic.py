@@ -1,8 +1,9 @@
 """Benchmark: five SAE architectures against ground truth, trained by this suite and by SAELens, on synthetic data.
 
-SAELens's synthetic generator (``sae_lens.synthetic``) makes activations whose true features are known: here 2,048
-features in 128 dimensions (a CPU-sized SynthSAEBench, which has 16,384 in 768), with Zipfian firing probabilities,
-a hierarchy (32 trees of depth 2, half of the parents with mutually exclusive children), low-rank correlations, an
+SAELens's synthetic generator (``sae_lens.synthetic``) makes activations whose true features are known: by default
+2,048 features in 128 dimensions (a CPU-sized SynthSAEBench, which has 16,384 in 768; notebook 04 uses 512 in 64),
+built by ``interp_utils.dictionaries.synthetic.synthetic_model``: Zipfian firing probabilities, a hierarchy
+(features // 64 trees of depth 2, half of the parents with mutually exclusive children), low-rank correlations, an
 orthogonalised dictionary (not with --fast), noisy magnitudes and a bias. Each architecture (relu, topk, jumprelu,
 batchtopk, matryoshka) is trained by ``interp_utils.dictionaries.sae.train_sae`` and by SAELens's ``SAETrainer``
 with the settings of ``sae_lens.synthetic.train_toy_sae``, on the same stream of samples (drawn once beforehand, so
@@ -23,96 +24,25 @@ the true features, and shrinkage.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import torch
-from sae_lens import (
-    SAE,
-    BatchTopKTrainingSAE,
-    BatchTopKTrainingSAEConfig,
-    JumpReLUTrainingSAE,
-    JumpReLUTrainingSAEConfig,
-    MatryoshkaBatchTopKTrainingSAE,
-    MatryoshkaBatchTopKTrainingSAEConfig,
-    StandardTrainingSAE,
-    StandardTrainingSAEConfig,
-    TopKTrainingSAE,
-    TopKTrainingSAEConfig,
-)
-from sae_lens.config import LoggingConfig, SAETrainerConfig
-from sae_lens.synthetic import (
-    HierarchyConfig,
-    SyntheticModel,
-    SyntheticModelConfig,
-    ZipfianFiringProbabilityConfig,
-    eval_sae_on_synthetic_data,
-    train_toy_sae,
-)
-from sae_lens.synthetic.synthetic_model import LowRankCorrelationConfig, OrthogonalizationConfig
-from sae_lens.training.sae_trainer import SAETrainer
+from sae_lens.synthetic import SyntheticModel
 
-from interp_utils.dictionaries import sae
-from interp_utils.dictionaries.saelens_format import to_saelens
+from interp_utils.dictionaries import synthetic as synth_lib
 
-ARCHITECTURES = ("relu", "topk", "jumprelu", "batchtopk", "matryoshka")
+ARCHITECTURES = synth_lib.ARCHITECTURES
 
 
-def synthetic_model(args: argparse.Namespace) -> SyntheticModel:
-    n = args.features
-    return SyntheticModel(
-        SyntheticModelConfig(
-            num_features=n,
-            hidden_dim=args.dim,
-            firing_probability=ZipfianFiringProbabilityConfig(exponent=1.0, max_prob=0.4, min_prob=0.01),
-            hierarchy=HierarchyConfig(
-                total_root_nodes=max(2, n // 64),
-                branching_factor=4,
-                max_depth=2,
-                mutually_exclusive_portion=0.5,
-                compensate_probabilities=True,
-            ),
-            correlation=LowRankCorrelationConfig(rank=16, correlation_scale=0.1, seed=args.seed),
-            orthogonalization=OrthogonalizationConfig(num_steps=args.ortho_steps) if args.ortho_steps else None,
-            std_firing_magnitudes=0.15,
-            mean_firing_magnitudes=1.0,
-            bias=1.0,
-            seed=args.seed,
-        )
-    )
+def ours(architecture: synth_lib.Architecture, args: argparse.Namespace) -> Any:
+    return synth_lib.suite_sae(architecture, args.dim, args.d_sae, args.k, args.l1, args.l0_coeff, args.init_threshold)
 
 
-def prefixes(d_sae: int) -> list[int]:
-    return [d_sae // 16, d_sae // 4, d_sae]
-
-
-def ours(architecture: str, args: argparse.Namespace) -> sae.SAE:
-    settings: dict[str, Any] = {
-        "relu": {"l1_coeff": args.l1, "recipe": "april2024"},  # SAELens's standard SAE weights L1 by decoder norms
-        "jumprelu": {"l0_coeff": args.l0_coeff, "init_threshold": args.init_threshold},
-        "matryoshka": {"k": args.k, "prefixes": tuple(prefixes(args.d_sae))},
-    }.get(architecture, {"k": args.k})
-    return sae.SAE(sae.SAEConfig(d_in=args.dim, d_sae=args.d_sae, architecture=architecture, **settings))
-
-
-def theirs(architecture: str, args: argparse.Namespace) -> Any:
-    size = {"d_in": args.dim, "d_sae": args.d_sae}
-    if architecture == "relu":
-        return StandardTrainingSAE(StandardTrainingSAEConfig(**size, l1_coefficient=args.l1_lens))
-    if architecture == "topk":
-        return TopKTrainingSAE(TopKTrainingSAEConfig(**size, k=args.k))
-    if architecture == "jumprelu":
-        return JumpReLUTrainingSAE(
-            JumpReLUTrainingSAEConfig(
-                **size, l0_coefficient=args.l0_coeff_lens, jumprelu_init_threshold=args.init_threshold_lens
-            )
-        )
-    if architecture == "batchtopk":
-        return BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**size, k=args.k))
-    return MatryoshkaBatchTopKTrainingSAE(
-        MatryoshkaBatchTopKTrainingSAEConfig(**size, k=args.k, matryoshka_widths=prefixes(args.d_sae))
+def theirs(architecture: synth_lib.Architecture, args: argparse.Namespace) -> Any:
+    return synth_lib.saelens_sae(
+        architecture, args.dim, args.d_sae, args.k, args.l1_lens, args.l0_coeff_lens, args.init_threshold_lens
     )
 
 
@@ -122,51 +52,18 @@ def pool_batches(pool: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
         yield pool[i : i + batch]
 
 
-def lens_trainer_config(args: argparse.Namespace) -> SAETrainerConfig:
-    """What ``train_toy_sae`` configures: constant learning rate, no warm-up, no evals or checkpoints."""
-    return SAETrainerConfig(
-        n_checkpoints=0,
-        checkpoint_path=None,
-        save_final_checkpoint=False,
-        total_training_samples=args.samples // args.batch * args.batch,
-        device="cpu",
-        autocast=False,
-        lr=args.lr,
-        lr_end=args.lr,
-        lr_scheduler_name="constant",
-        lr_warm_up_steps=0,
-        adam_beta1=0.9,
-        adam_beta2=0.999,
-        lr_decay_steps=0,
-        n_restart_cycles=1,
-        train_batch_size_samples=args.batch,
-        dead_feature_window=1000,
-        feature_sampling_window=2000,
-        logger=LoggingConfig(log_to_wandb=False, eval_every_n_wandb_logs=2**31 - 1),
-        n_batches_for_norm_estimate=1000,
-    )
-
-
 def train(trainer: str, model: Any, synth: SyntheticModel, pool: torch.Tensor | None, args: argparse.Namespace) -> Any:
     """Train in place; returns the SAELens inference SAE to evaluate."""
+    data = pool_batches(pool, args.batch) if pool is not None else None
     if trainer == "ours":
-        data = pool_batches(pool, args.batch) if pool is not None else iter(lambda: synth.sample(args.batch), None)
-        sae.train_sae(model, data, args.samples, batch_size=args.batch, lr=args.lr, progress=False)
-        return to_saelens(model)
-    if pool is None:
-        train_toy_sae(model, synth.feature_dict, synth.activation_generator, args.samples, args.batch, args.lr)
-    else:
-        SAETrainer(cfg=lens_trainer_config(args), sae=model, data_provider=pool_batches(pool, args.batch)).fit()
-    with tempfile.TemporaryDirectory() as folder:
-        model.save_inference_model(folder)
-        return SAE.load_from_disk(folder)
+        return synth_lib.train_suite(model, synth, args.samples, args.batch, args.lr, data)
+    return synth_lib.train_saelens(model, synth, args.samples, args.batch, args.lr, data)
 
 
-def row(name: str, result: Any, seconds: float) -> str:
-    c = result.classification
+def row(name: str, r: dict[str, float], seconds: float) -> str:
     return (
-        f"{name:<22}{result.sae_l0:>7.1f}{result.dead_latents:>6d}{result.explained_variance:>8.3f}{c.f1_score:>7.3f}"
-        f"{result.mcc:>7.3f}{result.uniqueness:>7.3f}{result.shrinkage:>8.3f}{seconds:>9.1f}"
+        f"{name:<22}{r['l0']:>7.1f}{int(r['dead']):>6d}{r['explained_variance']:>8.3f}{r['f1']:>7.3f}"
+        f"{r['mcc']:>7.3f}{r['uniqueness']:>7.3f}{r['shrinkage']:>8.3f}{seconds:>9.1f}"
     )
 
 
@@ -201,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     args.d_sae = args.d_sae or args.features
 
     start = time.perf_counter()
-    synth = synthetic_model(args)
+    synth = synth_lib.synthetic_model(args.features, args.dim, args.seed, args.ortho_steps)
     torch.manual_seed(args.seed)
     pool = None if args.fresh else torch.cat([synth.sample(args.batch) for _ in range(args.samples // args.batch)])
     print(
@@ -220,12 +117,9 @@ def main(argv: list[str] | None = None) -> None:
             begin = time.perf_counter()
             lens = train(trainer, model, synth, pool, args)
             seconds = time.perf_counter() - begin
-            torch.manual_seed(args.seed + 1)  # every SAE measured on the same samples
-            result = eval_sae_on_synthetic_data(
-                lens, synth.feature_dict, synth.activation_generator, args.eval_samples, batch_size=5000
-            )
+            result = synth_lib.evaluate(lens, synth, args.eval_samples, seed=args.seed + 1)  # the same samples for all
             print(row(f"{architecture} / {trainer}", result, seconds), flush=True)
-    print(f"true L0 {result.true_l0:.1f}; total {time.perf_counter() - start:.0f}s")
+    print(f"true L0 {result['true_l0']:.1f}; total {time.perf_counter() - start:.0f}s")
 
 
 if __name__ == "__main__":

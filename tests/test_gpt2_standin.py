@@ -28,6 +28,7 @@ SMOKE = {
         "INTERP_SWEEP_TOKENS": "4096",
         "INTERP_EXPANSION": "2",
         "INTERP_EVAL_SEQS": "8",
+        "INTERP_SYNTH_SAMPLES": "8192",  # section 8 does not use the model: its budget is shrunk, not its code path
     },
     "05_circuit_tracing": {
         "INTERP_TRAIN_TOKENS": "4096",
