@@ -52,3 +52,34 @@ def test_the_model_card_says_who_carries_the_ioi_answer(model):
     assert abs(measured["mlp_share"] - stated["mlp_share"]) < 0.01
     assert list(measured["carriers"]) == list(stated["carriers"]) and measured["name_movers"] == stated["name_movers"]
     assert stated["mlp_share"] > stated["attention_share"], "README and notebook 03 say the MLPs write the answer"
+
+
+def test_the_training_levers_tie_the_unembedding_and_resize(tmp_path):
+    """Issue 35's levers: --tied keeps W_U = W_E^T through training (one matrix); --n-layers/--n-heads resize."""
+    import torch
+
+    from interp_utils.core.loading import load_bundled
+
+    record = bundled.train(
+        tmp_path, steps=2, batch_size=2, lr=1e-3, warmup=1, weight_decay=0.1, seed=0, tied=True, n_layers=2, n_heads=8
+    )
+    assert record["tied"] is True
+    raw = load_bundled(tmp_path, process_weights=False)
+    assert raw.cfg.n_layers == 2 and raw.cfg.n_heads == 8 and raw.cfg.d_head == raw.cfg.d_model // 8
+    assert torch.equal(raw.W_U, raw.W_E.T)
+    with pytest.raises(ValueError, match="must divide d_model"):
+        bundled.architecture(n_heads=3)
+    with pytest.raises(ValueError, match="positive"):
+        bundled.architecture(n_layers=-1)
+
+
+def test_extra_names_are_new_single_tokens_and_join_the_ioi_cast():
+    names = corpus.extra_names(300)
+    assert len(set(names)) == 300 and not set(names) & set(corpus.all_words())
+    tokenizer = corpus.build_tokenizer(300)
+    assert all(len(tokenizer(" " + n, add_special_tokens=False)["input_ids"]) == 1 for n in names[:50])
+    text = tokenizer.decode(next(corpus.tokenizer_batches(tokenizer, 16, 128, seed=0, n_extra_names=300)).flatten())
+    assert "[UNK]" not in text and any(n in text.split() for n in names)
+    assert corpus.build_tokenizer().get_vocab() == {k: v for k, v in tokenizer.get_vocab().items() if k not in names}
+    with pytest.raises(ValueError, match="0 or more"):
+        corpus.extra_names(-1)

@@ -86,15 +86,37 @@ def sentence(rng: random.Random) -> str:
     return text
 
 
-def document(rng: random.Random, vocab: list[str]) -> str:
-    """One training document, its kind drawn with the probabilities in :data:`MIX`."""
+_ONSETS = "b br d f g gr h j k kr l m n p r s st t v z".split()
+_VOWELS = "a e i o u".split()
+_CODAS = ["", "", "n", "r", "l", "s"]
+
+
+def extra_names(n: int, seed: int = 0) -> list[str]:
+    """``n`` made-up names of two or three syllables ("Brelo", "Zunmar"), none a word the corpus already has: the
+    many-rare-names lever of issue 35's attempts (each is one more vocabulary entry, used only as an IOI role)."""
+    if n < 0:
+        raise ValueError(f"n must be 0 or more (got {n})")
+    rng, taken = random.Random(seed), {w.lower() for w in all_words()}
+    out: list[str] = []
+    while len(out) < n:
+        syllables = [rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(rng.choice((2, 3)))]
+        name = "".join(syllables).capitalize()
+        if name.lower() not in taken:
+            taken.add(name.lower())
+            out.append(name)
+    return out
+
+
+def document(rng: random.Random, vocab: list[str], cast: list[str] = TRAIN_NAMES) -> str:
+    """One training document, its kind drawn with the probabilities in :data:`MIX`; IOI stories name people from
+    ``cast``."""
     kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
     if kind == "ioi":  # an IOI story, sometimes after a plain sentence
         order: Order = rng.choice(("BABA", "ABBA"))
         # A third of the stories use nouns in the two roles: the rule "copy the entity that was not
         # repeated" is then not tied to particular names, which is what lets it reach held-out names.
-        cast = ROLE_NOUNS if rng.random() < ROLE_NOUN_SHARE else TRAIN_NAMES
-        (p,) = make_ioi_prompts(1, cast, TRAIN_TEMPLATES, (order,), seed=rng.getrandbits(32))
+        roles = ROLE_NOUNS if rng.random() < ROLE_NOUN_SHARE else cast
+        (p,) = make_ioi_prompts(1, roles, TRAIN_TEMPLATES, (order,), seed=rng.getrandbits(32))
         return (sentence(rng) + " " if rng.random() < 0.3 else "") + p.completion
     if kind == "plain":
         return " ".join(sentence(rng) for _ in range(rng.randint(1, 4)))
@@ -114,9 +136,10 @@ def all_words() -> list[str]:
     return sorted(vocab | set(NAMES))
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over :func:`all_words`; ``<|endoftext|>`` is BOS, EOS and padding."""
-    vocab = {w: i for i, w in enumerate([EOT, UNK] + all_words())}
+def build_tokenizer(n_extra_names: int = 0) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over :func:`all_words` (and ``n_extra_names`` of :func:`extra_names`);
+    ``<|endoftext|>`` is BOS, EOS and padding."""
+    vocab = {w: i for i, w in enumerate([EOT, UNK] + all_words() + extra_names(n_extra_names))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     return PreTrainedTokenizerFast(
@@ -132,16 +155,20 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def tokenizer_batches(tokenizer: PreTrainedTokenizerBase, batch_size: int, n_ctx: int, seed: int = 0):
+def tokenizer_batches(
+    tokenizer: PreTrainedTokenizerBase, batch_size: int, n_ctx: int, seed: int = 0, n_extra_names: int = 0
+):
     """Endless batches of ``[batch_size, n_ctx]`` token ids from a tokenizer alone (no model yet, as when the bundled
-    model is trained), each row documents packed after BOS. With a model, use ``activations.token_batches``."""
+    model is trained), each row documents packed after BOS. With a model, use ``activations.token_batches``.
+    ``n_extra_names``: IOI stories also name people from :func:`extra_names` (the tokenizer must know them)."""
     rng = random.Random(seed)
-    vocab = all_words()
+    extra = extra_names(n_extra_names)
+    vocab, cast = all_words() + extra, TRAIN_NAMES + extra
     eot = tokenizer.convert_tokens_to_ids(EOT)
     while True:
         rows: list[list[int]] = []
         while len(rows) < batch_size:
-            docs = [document(rng, vocab) for _ in range(n_ctx // 8)]
+            docs = [document(rng, vocab, cast) for _ in range(n_ctx // 8)]
             row: list[int] = []
             for ids in tokenizer(docs, add_special_tokens=False)["input_ids"]:
                 row += [eot] + ids

@@ -28,12 +28,29 @@ from interp_utils.data.ioi import make_ioi_prompts, prompt_logit_diffs
 
 ARCH: dict[str, Any] = dict(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=128)
 TRAIN: dict[str, Any] = dict(steps=4500, batch_size=32, lr=2e-3, warmup=200, weight_decay=0.1, seed=0)
+# Levers of issue 35's attempts (the shipped model: all at these defaults): the unembedding tied to the embedding as
+# GPT-2's is, and the size (0: ARCH's); each attempt is one `train` command with its settings
+LEVERS: dict[str, Any] = dict(tied=False, n_layers=0, n_heads=0, extra_names=0)
 
 
-def make_config(d_vocab: int, seed: int = 0) -> HookedTransformerConfig:
+def architecture(n_layers: int = 0, n_heads: int = 0) -> dict[str, Any]:
+    """ARCH with the layer and head counts overridden (0 keeps ARCH's); heads split d_model evenly."""
+    arch = dict(ARCH)
+    if n_layers < 0 or n_heads < 0:
+        raise ValueError(f"n_layers and n_heads must be positive, or 0 for the default (got {n_layers}, {n_heads})")
+    if n_layers:
+        arch["n_layers"] = n_layers
+    if n_heads:
+        if arch["d_model"] % n_heads:
+            raise ValueError(f"n_heads ({n_heads}) must divide d_model ({arch['d_model']})")
+        arch["n_heads"], arch["d_head"] = n_heads, arch["d_model"] // n_heads
+    return arch
+
+
+def make_config(d_vocab: int, seed: int = 0, arch: dict[str, Any] | None = None) -> HookedTransformerConfig:
     """The bundled model's TransformerLens config: GPT-2's architecture at a small size."""
     return HookedTransformerConfig(
-        **ARCH,
+        **(arch or ARCH),
         d_vocab=d_vocab,
         act_fn="gelu_new",
         normalization_type="LN",
@@ -45,12 +62,31 @@ def make_config(d_vocab: int, seed: int = 0) -> HookedTransformerConfig:
     )
 
 
-def train(out: Path, steps: int, batch_size: int, lr: float, warmup: int, weight_decay: float, seed: int) -> dict:
-    """Train from scratch on the generated corpus, save to ``out`` and return the training record."""
+def train(
+    out: Path,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    warmup: int,
+    weight_decay: float,
+    seed: int,
+    tied: bool = False,
+    n_layers: int = 0,
+    n_heads: int = 0,
+    extra_names: int = 0,
+) -> dict:
+    """Train from scratch on the generated corpus, save to ``out`` and return the training record. ``tied``: the
+    unembedding is the embedding's transpose throughout (their gradients summed, as one matrix), as in GPT-2.
+    ``extra_names``: that many made-up names join the IOI stories' cast (and the vocabulary)."""
     set_seed(seed)
-    tokenizer = corpus.build_tokenizer()
-    cfg = make_config(len(tokenizer), seed)
+    tokenizer = corpus.build_tokenizer(extra_names)
+    arch = architecture(n_layers, n_heads)
+    cfg = make_config(len(tokenizer), seed, arch)
     model = HookedTransformer(cfg, tokenizer=tokenizer)
+    W_E, W_U = model.embed.W_E, model.unembed.W_U
+    if tied:
+        with torch.no_grad():
+            W_U.copy_(W_E.T)
     # weight decay on matrices only (not biases, LayerNorm gains or the position table), as in nanoGPT
     decays = {n: p.ndim >= 2 and "W_pos" not in n for n, p in model.named_parameters()}
     decay = [p for n, p in model.named_parameters() if decays[n]]
@@ -63,16 +99,23 @@ def train(out: Path, steps: int, batch_size: int, lr: float, warmup: int, weight
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))
     )
-    batches = corpus.tokenizer_batches(tokenizer, batch_size, cfg.n_ctx, seed=seed)
+    batches = corpus.tokenizer_batches(tokenizer, batch_size, cfg.n_ctx, seed=seed, n_extra_names=extra_names)
     start, losses = time.time(), []
     bar = tqdm(range(steps), desc="training bundled model")
     for step in bar:
         loss = model(next(batches), return_type="loss")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if tied:  # one matrix used twice: its gradient is the sum, stepped once through W_E
+            assert W_E.grad is not None and W_U.grad is not None
+            W_E.grad += W_U.grad.T
+            W_U.grad = None  # AdamW skips a parameter without a gradient
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        if tied:
+            with torch.no_grad():
+                W_U.copy_(W_E.T)
         losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
@@ -88,11 +131,13 @@ def train(out: Path, steps: int, batch_size: int, lr: float, warmup: int, weight
         "warmup": warmup,
         "weight_decay": weight_decay,
         "seed": seed,
+        "tied": tied,
+        "extra_names": extra_names,
         "train_seconds": round(seconds, 1),
         "torch_threads": torch.get_num_threads(),
         "final_train_loss": round(sum(losses[-100:]) / len(losses[-100:]), 4),
     }
-    config = {"hooked_transformer_config": {**ARCH, **_cfg_extra(cfg)}, "training": record}
+    config = {"hooked_transformer_config": {**arch, **_cfg_extra(cfg)}, "training": record}
     (out / "config.json").write_text(json.dumps(config, indent=2))
     return record
 
@@ -169,8 +214,52 @@ def ioi_circuit(model: HookedTransformer, n_prompts: int = 120, seed: int = 123)
     }
 
 
-def write_card(path: Path, record: dict, metrics: dict) -> None:
-    """The model card: architecture, corpus, training and measured behaviour."""
+ATTEMPTS = "attempts.json"  # issue 35's attempts at a model whose IOI circuit has the paper's shape (next to the card)
+
+
+def attempt_row(folder: Path, lever: str) -> dict[str, Any]:
+    """One attempt's row for the card's table, from the folder ``train`` wrote (``lever``: what it changed)."""
+    config = json.loads((folder / "config.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    record, arch, circuit = config["training"], config["hooked_transformer_config"], metrics["ioi_circuit"]
+    held = metrics["ioi_heldout_names_heldout_templates"]
+    return {
+        "lever": lever,
+        "settings": f"{arch['n_layers']} layers x {arch['n_heads']} heads, tied {bool(record.get('tied'))}, "
+        f"{record.get('extra_names', 0)} extra names, {record['steps']} steps, seed {record['seed']}",
+        "train_minutes": round(record["train_seconds"] / 60, 1),
+        "heldout_loss": metrics["heldout_loss"],
+        "ioi_heldout": f"{held['mean_logit_diff']} ({held['fraction_io_beats_s']:.0%})",
+        "attention_share": circuit["attention_share"],
+        "mlp_share": circuit["mlp_share"],
+        "name_movers": ", ".join(circuit["name_movers"]) or "none",
+        "induction": metrics["induction_score_best_head"],
+    }
+
+
+def attempts_table(folder: Path) -> str:
+    """The attempts recorded in ``folder / ATTEMPTS`` as a markdown table ('' if none)."""
+    if not (folder / ATTEMPTS).exists():
+        return ""
+    rows = json.loads((folder / ATTEMPTS).read_text())
+    head = (
+        "| lever | settings | training (min) | held-out loss | IOI, held-out names and templates (IO beats S) | "
+        "attention share | MLP share | name movers | best induction score |\n|---|---|---|---|---|---|---|---|---|\n"
+    )
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        share = key in ("attention_share", "mlp_share")
+        return f"{row[key]:.1%}".replace("-0.0%", "0.0%") if share else str(row[key])
+
+    keys = ("lever", "settings", "train_minutes", "heldout_loss", "ioi_heldout", "attention_share", "mlp_share")
+    return head + "\n".join(
+        "| " + " | ".join(cell(r, k) for k in (*keys, "name_movers", "induction")) + " |" for r in rows
+    )
+
+
+def write_card(path: Path, record: dict, metrics: dict, arch: dict[str, Any] | None = None) -> None:
+    """The model card: architecture (``arch``, default ARCH), corpus, training and measured behaviour."""
+    arch = arch or ARCH
     mix = corpus.MIX
     induction = (
         f"{metrics['induction_score_best_head']} (head {metrics['induction_best_head']}; "
@@ -198,6 +287,15 @@ def write_card(path: Path, record: dict, metrics: dict) -> None:
         )
     )
 
+    table = attempts_table(path.parent)
+    attempts = (
+        "## Attempts at an IOI circuit in attention heads (issue 35)\n"
+        "Models trained by `python -m interp_utils.models.bundled train --out FOLDER` with one lever changed at a time "
+        "(this model: the first row), each measured by the same `evaluate`:\n\n" + table + "\n\n"
+        if table
+        else ""
+    )
+    tying = "unembedding tied to the embedding, as GPT-2's" if record.get("tied") else "untied unembedding"
     text = f"""# interp-mini-gpt2: the bundled model
 
 A GPT-2-architecture transformer small enough to run every notebook on a laptop CPU. It is what the
@@ -205,9 +303,9 @@ notebooks use when GPT-2 small cannot be downloaded, and CI checks real findings
 Written by `python -m interp_utils.models.bundled train` (this card included); all numbers measured.
 
 ## Architecture
-GPT-2 block structure (pre-LayerNorm, GELU MLPs, learned absolute positions, untied unembedding):
-{ARCH["n_layers"]} layers, d_model {ARCH["d_model"]}, {ARCH["n_heads"]} heads of d_head {ARCH["d_head"]},
-d_mlp {ARCH["d_mlp"]}, context {ARCH["n_ctx"]}, vocabulary {metrics["d_vocab"]} words,
+GPT-2 block structure (pre-LayerNorm, GELU MLPs, learned absolute positions, {tying}):
+{arch["n_layers"]} layers, d_model {arch["d_model"]}, {arch["n_heads"]} heads of d_head {arch["d_head"]},
+d_mlp {arch["d_mlp"]}, context {arch["n_ctx"]}, vocabulary {metrics["d_vocab"]} words,
 {metrics["n_params"]:,} parameters. Weights in `model.safetensors` (TransformerLens layout), config in
 `config.json`, word-level tokenizer in `tokenizer.json` (`<|endoftext|>` is BOS/EOS/pad; every name is
 one token, with or without a leading space).
@@ -222,7 +320,7 @@ random-length prefix, and {mix["sentence_repeat"]:.0%} repeated sentences. IOI t
 stories (the names do occur in plain sentences); they are held out for evaluation.
 
 ## Training
-{record["steps"]} steps of {record["batch_size"]} x {ARCH["n_ctx"]} tokens ({record["tokens_seen"]:,} tokens),
+{record["steps"]} steps of {record["batch_size"]} x {arch["n_ctx"]} tokens ({record["tokens_seen"]:,} tokens),
 AdamW (lr {record["lr"]}, {record["warmup"]} warm-up steps, cosine decay, weight decay {record["weight_decay"]}), seed
 {record["seed"]}. Wall time **{record["train_seconds"] / 60:.1f} minutes** on {record["torch_threads"]} CPU threads
 (2-core machine). Final training loss {record["final_train_loss"]}, held-out loss {metrics["heldout_loss"]}.
@@ -249,7 +347,7 @@ Measured by `ioi_circuit` on notebook 03's distribution (held-out names, trainin
 - Of these, {name_movers} attend from the last token to the IO more than to S2 (name movers, in the paper's
   terms); {s_attenders} attend to S2 instead.
 
-## Limits
+{attempts}## Limits
 A toy: a {metrics["d_vocab"]}-word vocabulary, no real text, short context. It shows the mechanisms the notebooks
 study, not GPT-2's full behaviour; each notebook says when its numbers come from this model.
 """
@@ -261,13 +359,31 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train from scratch, evaluate, and write weights and model card")
     ev = sub.add_parser("evaluate", help="measure a saved model")
-    for p in (tr, ev):
+    at = sub.add_parser("attempt", help="add a trained attempt (its folder) to the shipped model's attempts table")
+    at.add_argument("folder", type=Path, help="the attempt's folder, written by train --out FOLDER")
+    at.add_argument("--lever", required=True, help="what the attempt changed, in a few words")
+    for p in (tr, ev, at):
         p.add_argument("--out", type=Path, default=BUNDLED_DIR, help="model folder (default: data/bundled-gpt2)")
     for key, value in TRAIN.items():
         tr.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
+    tr.add_argument("--tied", action="store_true", help="tie the unembedding to the embedding (W_U = W_E^T), as GPT-2")
+    tr.add_argument("--n-layers", type=int, default=0, help=f"layers (default {ARCH['n_layers']})")
+    tr.add_argument("--n-heads", type=int, default=0, help=f"heads per layer (default {ARCH['n_heads']})")
+    tr.add_argument("--extra-names", type=int, default=0, help="made-up names added to the IOI stories' cast")
     args = parser.parse_args(argv)
+    if args.command == "attempt":
+        if not (args.folder / "metrics.json").exists():
+            raise SystemExit(f"{args.folder} has no metrics.json: train it first (train --out {args.folder}).")
+        rows = json.loads((args.out / ATTEMPTS).read_text()) if (args.out / ATTEMPTS).exists() else []
+        rows.append(attempt_row(args.folder, args.lever))
+        (args.out / ATTEMPTS).write_text(json.dumps(rows, indent=2))
+        config = json.loads((args.out / "config.json").read_text())
+        metrics = json.loads((args.out / "metrics.json").read_text())
+        write_card(args.out / "MODEL_CARD.md", config["training"], metrics, config["hooked_transformer_config"])
+        print(attempts_table(args.out))
+        return
     if args.command == "train":
-        record = train(args.out, **{k: getattr(args, k) for k in TRAIN})
+        record = train(args.out, **{k: getattr(args, k) for k in {**TRAIN, **LEVERS}})
     else:
         record = json.loads((args.out / "config.json").read_text())["training"]
     model = load_bundled(args.out)
@@ -277,7 +393,8 @@ def main(argv: list[str] | None = None) -> None:
     saved = load_file(args.out / "model.safetensors")
     metrics["n_params"] = sum(t.numel() for k, t in saved.items() if not k.endswith((".mask", ".IGNORE")))
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_card(args.out / "MODEL_CARD.md", record, metrics)
+    arch = json.loads((args.out / "config.json").read_text())["hooked_transformer_config"]
+    write_card(args.out / "MODEL_CARD.md", record, metrics, arch)
     print(json.dumps({k: v for k, v in metrics.items() if k != "induction_scores"}, indent=2))
 
 
