@@ -25,6 +25,7 @@ from interp_utils.core.loading import BUNDLED_DIR, load_bundled
 from interp_utils.core.runtime import set_seed
 from interp_utils.data import corpus
 from interp_utils.data.ioi import make_ioi_prompts, prompt_logit_diffs
+from interp_utils.models.bundled_attempts import ATTEMPTS, attempt_row, attempts_table
 
 ARCH: dict[str, Any] = dict(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=128)
 TRAIN: dict[str, Any] = dict(steps=4500, batch_size=32, lr=2e-3, warmup=200, weight_decay=0.1, seed=0)
@@ -212,49 +213,6 @@ def ioi_circuit(model: HookedTransformer, n_prompts: int = 120, seed: int = 123)
             f"{layer}.{head}" for layer, head in carriers if end_s2[layer, head] >= end_io[layer, head]
         ],
     }
-
-
-ATTEMPTS = "attempts.json"  # issue 35's attempts at a model whose IOI circuit has the paper's shape (next to the card)
-
-
-def attempt_row(folder: Path, lever: str) -> dict[str, Any]:
-    """One attempt's row for the card's table, from the folder ``train`` wrote (``lever``: what it changed)."""
-    config = json.loads((folder / "config.json").read_text())
-    metrics = json.loads((folder / "metrics.json").read_text())
-    record, arch, circuit = config["training"], config["hooked_transformer_config"], metrics["ioi_circuit"]
-    held = metrics["ioi_heldout_names_heldout_templates"]
-    return {
-        "lever": lever,
-        "settings": f"{arch['n_layers']} layers x {arch['n_heads']} heads, tied {bool(record.get('tied'))}, "
-        f"{record.get('extra_names', 0)} extra names, {record['steps']} steps, seed {record['seed']}",
-        "train_minutes": round(record["train_seconds"] / 60, 1),
-        "heldout_loss": metrics["heldout_loss"],
-        "ioi_heldout": f"{held['mean_logit_diff']} ({held['fraction_io_beats_s']:.0%})",
-        "attention_share": circuit["attention_share"],
-        "mlp_share": circuit["mlp_share"],
-        "name_movers": ", ".join(circuit["name_movers"]) or "none",
-        "induction": metrics["induction_score_best_head"],
-    }
-
-
-def attempts_table(folder: Path) -> str:
-    """The attempts recorded in ``folder / ATTEMPTS`` as a markdown table ('' if none)."""
-    if not (folder / ATTEMPTS).exists():
-        return ""
-    rows = json.loads((folder / ATTEMPTS).read_text())
-    head = (
-        "| lever | settings | training (min) | held-out loss | IOI, held-out names and templates (IO beats S) | "
-        "attention share | MLP share | name movers | best induction score |\n|---|---|---|---|---|---|---|---|---|\n"
-    )
-
-    def cell(row: dict[str, Any], key: str) -> str:
-        share = key in ("attention_share", "mlp_share")
-        return f"{row[key]:.1%}".replace("-0.0%", "0.0%") if share else str(row[key])
-
-    keys = ("lever", "settings", "train_minutes", "heldout_loss", "ioi_heldout", "attention_share", "mlp_share")
-    return head + "\n".join(
-        "| " + " | ".join(cell(r, k) for k in (*keys, "name_movers", "induction")) + " |" for r in rows
-    )
 
 
 def write_card(path: Path, record: dict, metrics: dict, arch: dict[str, Any] | None = None) -> None:

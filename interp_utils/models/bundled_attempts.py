@@ -1,0 +1,54 @@
+"""Issue 35's attempts at a bundled model whose IOI circuit has the paper's shape: one row per trained attempt.
+
+``python -m interp_utils.models.bundled train --out FOLDER [levers]`` trains and measures an attempt;
+``python -m interp_utils.models.bundled attempt FOLDER --lever "..."`` adds its row to ``attempts.json`` beside the
+shipped model, and the model card shows the table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ATTEMPTS = "attempts.json"  # issue 35's attempts at a model whose IOI circuit has the paper's shape (next to the card)
+
+
+def attempt_row(folder: Path, lever: str) -> dict[str, Any]:
+    """One attempt's row for the card's table, from the folder ``train`` wrote (``lever``: what it changed)."""
+    config = json.loads((folder / "config.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    record, arch, circuit = config["training"], config["hooked_transformer_config"], metrics["ioi_circuit"]
+    held = metrics["ioi_heldout_names_heldout_templates"]
+    return {
+        "lever": lever,
+        "settings": f"{arch['n_layers']} layers x {arch['n_heads']} heads, tied {bool(record.get('tied'))}, "
+        f"{record.get('extra_names', 0)} extra names, {record['steps']} steps, seed {record['seed']}",
+        "train_minutes": round(record["train_seconds"] / 60, 1),
+        "heldout_loss": metrics["heldout_loss"],
+        "ioi_heldout": f"{held['mean_logit_diff']} ({held['fraction_io_beats_s']:.0%})",
+        "attention_share": circuit["attention_share"],
+        "mlp_share": circuit["mlp_share"],
+        "name_movers": ", ".join(circuit["name_movers"]) or "none",
+        "induction": metrics["induction_score_best_head"],
+    }
+
+
+def attempts_table(folder: Path) -> str:
+    """The attempts recorded in ``folder / ATTEMPTS`` as a markdown table ('' if none)."""
+    if not (folder / ATTEMPTS).exists():
+        return ""
+    rows = json.loads((folder / ATTEMPTS).read_text())
+    head = (
+        "| lever | settings | training (min) | held-out loss | IOI, held-out names and templates (IO beats S) | "
+        "attention share | MLP share | name movers | best induction score |\n|---|---|---|---|---|---|---|---|---|\n"
+    )
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        share = key in ("attention_share", "mlp_share")
+        return f"{row[key]:.1%}".replace("-0.0%", "0.0%") if share else str(row[key])
+
+    keys = ("lever", "settings", "train_minutes", "heldout_loss", "ioi_heldout", "attention_share", "mlp_share")
+    return head + "\n".join(
+        "| " + " | ".join(cell(r, k) for k in (*keys, "name_movers", "induction")) + " |" for r in rows
+    )
