@@ -83,3 +83,23 @@ def test_extra_names_are_new_single_tokens_and_join_the_ioi_cast():
     assert corpus.build_tokenizer().get_vocab() == {k: v for k, v in tokenizer.get_vocab().items() if k not in names}
     with pytest.raises(ValueError, match="0 or more"):
         corpus.extra_names(-1)
+
+
+def test_the_attempts_table_reads_an_attempts_folder(tmp_path):
+    """`bundled attempt FOLDER --lever ...` adds the folder's measured row; the card's sentence follows the rows."""
+    import shutil
+
+    from interp_utils.models import bundled_attempts
+
+    for name in ("config.json", "metrics.json"):
+        shutil.copy(BUNDLED_DIR / name, tmp_path / name)
+    assert bundled_attempts.attempts_table(tmp_path) == "" and bundled_attempts.attention_writers(tmp_path) == []
+    bundled.main(["attempt", str(tmp_path), "--lever", "the shipped model", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / bundled_attempts.ATTEMPTS).read_text())
+    stated = json.loads((BUNDLED_DIR / "metrics.json").read_text())["ioi_circuit"]
+    assert rows[0]["lever"] == "the shipped model" and rows[0]["attention_share"] == stated["attention_share"]
+    assert bundled_attempts.attention_writers(tmp_path, share=-1.0) == ["the shipped model"]
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "| the shipped model |" in card and "is met by: none of them" in card
+    with pytest.raises(SystemExit, match="train it first"):
+        bundled.main(["attempt", str(tmp_path / "missing"), "--lever", "x", "--out", str(tmp_path)])

@@ -52,3 +52,11 @@ def attempts_table(folder: Path) -> str:
     return head + "\n".join(
         "| " + " | ".join(cell(r, k) for k in (*keys, "name_movers", "induction")) + " |" for r in rows
     )
+
+
+def attention_writers(folder: Path, share: float = 0.5) -> list[str]:
+    """The recorded attempts (their levers) whose attention layers write at least ``share`` of the direct logit
+    difference."""
+    if not (folder / ATTEMPTS).exists():
+        return []
+    return [r["lever"] for r in json.loads((folder / ATTEMPTS).read_text()) if r["attention_share"] >= share]
