@@ -16,25 +16,14 @@ from __future__ import annotations
 import argparse
 
 import torch
-from sae_lens import (
-    BatchTopKTrainingSAE,
-    BatchTopKTrainingSAEConfig,
-    JumpReLUTrainingSAE,
-    JumpReLUTrainingSAEConfig,
-    MatryoshkaBatchTopKTrainingSAE,
-    MatryoshkaBatchTopKTrainingSAEConfig,
-    SAETrainer,
-    StandardTrainingSAE,
-    StandardTrainingSAEConfig,
-    TopKTrainingSAE,
-    TopKTrainingSAEConfig,
-)
+from sae_lens import SAETrainer
 from sae_lens.config import SAETrainerConfig
 
 from interp_utils import activations, hooks, load_bundled, sae, sae_metrics
 from interp_utils.core.runtime import benchmark_device, timed
+from interp_utils.dictionaries import synthetic
 
-ARCHITECTURES = ("topk", "relu", "jumprelu", "batchtopk", "matryoshka")
+ARCHITECTURES: tuple[synthetic.Architecture, ...] = ("topk", "relu", "jumprelu", "batchtopk", "matryoshka")
 
 
 def batches(data: torch.Tensor, batch_size: int, seed: int):
@@ -79,46 +68,29 @@ def main(argv: list[str] | None = None) -> None:
         lr_decay_steps=steps // 5,
         device=args.device,
     )
-    # architecture -> (its name, the suite's SAEConfig options, SAELens's training SAE). SAELens's L1 coefficient
-    # multiplies the decoder-norm-weighted L1 in model units, and JumpReLU's coefficient and thresholds are likewise
-    # each trainer's own units (the suite's inputs are scaled to E||x|| = sqrt(d)), so the same number means different
-    # sparsity: throughput is compared at equal width and batch, and L0 is printed to show how far apart the sparsity
-    # ended up. Matryoshka's prefixes are d_sae/16, d_sae/4 and d_sae in both.
-    size = dict(d_in=d_in, d_sae=args.d_sae, device=args.device)
-    widths = [args.d_sae // 16, args.d_sae // 4, args.d_sae]
+    # architecture -> (its name, the suite's SAEConfig options); SAELens's training SAE of the same architecture is
+    # synthetic.saelens_sae with the same numbers. SAELens's L1 coefficient multiplies the decoder-norm-weighted L1 in
+    # model units, and JumpReLU's coefficient and thresholds are likewise each trainer's own units (the suite's inputs
+    # are scaled to E||x|| = sqrt(d)), so the same number means different sparsity: throughput is compared at equal
+    # width and batch, and L0 is printed to show how far apart the sparsity ended up. Matryoshka's prefixes are
+    # d_sae/16, d_sae/4 and d_sae in both.
     setups = {
-        "topk": ("TopK", dict(k=args.k), lambda: TopKTrainingSAE(TopKTrainingSAEConfig(**size, k=args.k))),
-        "relu": (
-            "ReLU + L1",
-            dict(l1_coeff=args.l1),
-            lambda: StandardTrainingSAE(StandardTrainingSAEConfig(**size, l1_coefficient=args.l1)),
-        ),
-        "jumprelu": (
-            "JumpReLU",
-            dict(l0_coeff=args.l0, init_threshold=args.init_threshold),
-            lambda: JumpReLUTrainingSAE(
-                JumpReLUTrainingSAEConfig(**size, l0_coefficient=args.l0, jumprelu_init_threshold=args.init_threshold)
-            ),
-        ),
-        "batchtopk": (
-            "BatchTopK",
-            dict(k=args.k),
-            lambda: BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**size, k=args.k)),
-        ),
-        "matryoshka": (
-            "Matryoshka",
-            dict(k=args.k, prefixes=tuple(widths)),
-            lambda: MatryoshkaBatchTopKTrainingSAE(
-                MatryoshkaBatchTopKTrainingSAEConfig(**size, k=args.k, matryoshka_widths=widths)
-            ),
-        ),
+        "topk": ("TopK", dict(k=args.k)),
+        "relu": ("ReLU + L1", dict(l1_coeff=args.l1)),
+        "jumprelu": ("JumpReLU", dict(l0_coeff=args.l0, init_threshold=args.init_threshold)),
+        "batchtopk": ("BatchTopK", dict(k=args.k)),
+        "matryoshka": ("Matryoshka", dict(k=args.k, prefixes=tuple(synthetic.matryoshka_prefixes(args.d_sae)))),
     }
     pairs = {}
     for architecture in ARCHITECTURES:
         if architecture in args.only:
-            name, options, lens = setups[architecture]
+            name, options = setups[architecture]
             config = sae.SAEConfig(d_in=d_in, d_sae=args.d_sae, architecture=architecture, **options)
-            pairs[name] = (sae.SAE(config, device=args.device), lens())
+            ours = sae.SAE(config, device=args.device)  # first: both draw their initial weights from one generator
+            lens = synthetic.saelens_sae(
+                architecture, d_in, args.d_sae, args.k, args.l1, args.l0, args.init_threshold, device=args.device
+            )
+            pairs[name] = (ours, lens)
     rows = []
     for name, (ours, theirs) in pairs.items():
         _, ours_s = timed(

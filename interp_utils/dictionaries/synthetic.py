@@ -130,11 +130,12 @@ def saelens_sae(
     l1: float = 1.08,
     l0_coeff: float = 0.5,
     init_threshold: float = 0.2,
+    device: str = "cpu",
 ) -> Any:
     """SAELens's training SAE of the same architecture; ``l1``, ``l0_coeff``, ``init_threshold`` in its units (raw
-    inputs)."""
+    inputs). Also what ``benchmarks/sae_training.py`` times against this suite's trainer."""
     arch = _architecture(architecture)
-    size = {"d_in": d_in, "d_sae": d_sae}
+    size = {"d_in": d_in, "d_sae": d_sae, "device": device}
     if arch == "relu":
         return StandardTrainingSAE(StandardTrainingSAEConfig(**size, l1_coefficient=l1))
     if arch == "topk":
