@@ -317,6 +317,12 @@ study, not GPT-2's full behaviour; each notebook says when its numbers come from
     path.write_text(text)
 
 
+def _write_folder_card(folder: Path, metrics: dict) -> None:
+    """A model folder's card, from its config.json (training record and architecture) and ``metrics``."""
+    config = json.loads((folder / "config.json").read_text())
+    write_card(folder / "MODEL_CARD.md", config["training"], metrics, config["hooked_transformer_config"])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -340,15 +346,11 @@ def main(argv: list[str] | None = None) -> None:
         rows = json.loads((args.out / ATTEMPTS).read_text()) if (args.out / ATTEMPTS).exists() else []
         rows.append(attempt_row(args.folder, args.lever))
         (args.out / ATTEMPTS).write_text(json.dumps(rows, indent=2))
-        config = json.loads((args.out / "config.json").read_text())
-        metrics = json.loads((args.out / "metrics.json").read_text())
-        write_card(args.out / "MODEL_CARD.md", config["training"], metrics, config["hooked_transformer_config"])
+        _write_folder_card(args.out, json.loads((args.out / "metrics.json").read_text()))
         print(attempts_table(args.out))
         return
     if args.command == "train":
-        record = train(args.out, **{k: getattr(args, k) for k in {**TRAIN, **LEVERS}})
-    else:
-        record = json.loads((args.out / "config.json").read_text())["training"]
+        train(args.out, **{k: getattr(args, k) for k in {**TRAIN, **LEVERS}})  # its record goes into config.json
     model = load_bundled(args.out)
     metrics = evaluate(model)
     metrics["d_vocab"] = model.cfg.d_vocab
@@ -356,8 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     saved = load_file(args.out / "model.safetensors")
     metrics["n_params"] = sum(t.numel() for k, t in saved.items() if not k.endswith((".mask", ".IGNORE")))
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    arch = json.loads((args.out / "config.json").read_text())["hooked_transformer_config"]
-    write_card(args.out / "MODEL_CARD.md", record, metrics, arch)
+    _write_folder_card(args.out, metrics)
     print(json.dumps({k: v for k, v in metrics.items() if k != "induction_scores"}, indent=2))
 
 
