@@ -51,6 +51,7 @@ def test_the_model_card_says_who_carries_the_ioi_answer(model):
     assert abs(measured["attention_share"] - stated["attention_share"]) < 0.01
     assert abs(measured["mlp_share"] - stated["mlp_share"]) < 0.01
     assert list(measured["carriers"]) == list(stated["carriers"]) and measured["name_movers"] == stated["name_movers"]
+    assert measured["classes"] == stated["classes"], "notebook 03's head classes, as the card states them"
     assert stated["mlp_share"] > stated["attention_share"], "README and notebook 03 say the MLPs write the answer"
 
 
@@ -61,9 +62,10 @@ def test_the_training_levers_tie_the_unembedding_and_resize(tmp_path):
     from interp_utils.core.loading import load_bundled
 
     record = bundled.train(
-        tmp_path, steps=2, batch_size=2, lr=1e-3, warmup=1, weight_decay=0.1, seed=0, tied=True, n_layers=2, n_heads=8
-    )
-    assert record["tied"] is True
+        tmp_path, steps=2, batch_size=2, lr=1e-3, warmup=1, weight_decay=0.1, seed=0, tied=True, n_layers=2, n_heads=8,
+        own_templates=True,
+    )  # fmt: skip
+    assert record["tied"] is True and record["own_templates"] is True
     raw = load_bundled(tmp_path, process_weights=False)
     assert raw.cfg.n_layers == 2 and raw.cfg.n_heads == 8 and raw.cfg.d_head == raw.cfg.d_model // 8
     assert torch.equal(raw.W_U, raw.W_E.T)
@@ -103,3 +105,31 @@ def test_the_attempts_table_reads_an_attempts_folder(tmp_path):
     assert "| the shipped model |" in card and "is met by: none of them" in card
     with pytest.raises(SystemExit, match="train it first"):
         bundled.main(["attempt", str(tmp_path / "missing"), "--lever", "x", "--out", str(tmp_path)])
+
+
+def test_an_attempt_measured_again_replaces_its_row(tmp_path):
+    """Recording an attempt twice keeps one row per lever, in place; the classes table lists each class's heads."""
+    from interp_utils.models import bundled_attempts
+
+    rows = [{"lever": "a", "classes": {"name mover": ["3.1"]}}, {"lever": "b", "classes": {}}]
+    again = bundled_attempts.record_attempt(rows, {"lever": "a", "classes": {"name mover": ["3.2"], "induction": []}})
+    assert [r["lever"] for r in again] == ["a", "b"] and again[0]["classes"]["name mover"] == ["3.2"]
+    assert [r["lever"] for r in bundled_attempts.record_attempt(rows, {"lever": "c"})] == ["a", "b", "c"]
+    (tmp_path / bundled_attempts.ATTEMPTS).write_text(json.dumps(again))
+    table = bundled_attempts.classes_table(tmp_path)
+    assert "| a | 3.2 | none | none | none | none | none |" in table and "| b |" not in table
+
+
+def test_the_card_of_an_own_templates_model_says_all_fifteen_are_held_out(tmp_path):
+    """With --own-templates the card names the suite's templates, lists no training-template rows, and says where
+    the circuit was measured."""
+    from interp_utils.models.bundled_card import write_card
+
+    config = json.loads((BUNDLED_DIR / "config.json").read_text())
+    metrics = json.loads((BUNDLED_DIR / "metrics.json").read_text())
+    metrics = {k: v for k, v in metrics.items() if "train_templates" not in k}
+    write_card(tmp_path / "card.md", {**config["training"], "own_templates": True}, metrics,
+               config["hooked_transformer_config"])  # fmt: skip
+    card = (tmp_path / "card.md").read_text()
+    assert "None of the paper's 15 IOI templates occurs" in card and "training templates |" not in card
+    assert "the paper's 15 templates, all held out" in card and "templates of this suite's own" in card

@@ -29,6 +29,7 @@ from interp_utils.data.ioi import (  # noqa: F401
     TRAIN_NAMES,
     TRAIN_TEMPLATES,
     Order,
+    abba_template,
     make_ioi_prompts,
 )
 
@@ -63,6 +64,34 @@ PREDICATES = [
     "talked to [NAME] about the [PLACE].",
 ]
 SUBJECTS = ["[NAME]", "The [NOUN]", "The [ADJ] [NOUN]", "Friends of [NAME]", "[NAME] and [NAME]"]
+# IOI-like stories in templates of our own (BABA order; every word already in the vocabulary), none of the paper's:
+# issue 35's held-out-template lever trains on these alone, so that all 15 of the paper's templates are held out,
+# as they were for GPT-2.
+STORY_TEMPLATES: list[str] = [
+    "Later, [B] and [A] found a [OBJECT] at the [PLACE]. [B] gave it to",
+    "Yesterday, [B] and [A] were at the [PLACE]. [B] said hello to",
+    "In the morning, [B] and [A] went to the [PLACE], and [B] talked to",
+    "[B] and [A] had a long argument at the [PLACE]. Later, [B] said to",
+    "When [B] and [A] were at the [PLACE], [B] wanted to give the [OBJECT] to",
+    "After the lunch, [B] and [A] saw a [OBJECT] near the [PLACE]. [B] gave it to",
+    "[B] and [A] were thinking about the [OBJECT]. Afterwards [B] gave it to",
+    "Then, [B] and [A] liked the [OBJECT] at the [PLACE]. [B] decided to give it to",
+    "Later, [B] and [A] were commuting to the [PLACE], and [B] talked to",
+    "In the morning, [B] and [A] got a [OBJECT]. [B] wanted to give it to",
+    "When [B] and [A] had a lot of fun at the [PLACE], [B] said hello to",
+    "Yesterday, [B] and [A] were working at the [PLACE]. Later, [B] gave a [OBJECT] to",
+    "[B] and [A] talked about the [PLACE]. Then, [B] said to",
+    "After [B] and [A] had a long argument, [B] said hello to",
+    "Friends of [B] and [A] went to the [PLACE]. [B] gave the [OBJECT] to",
+    "The [PLACE] had a [OBJECT]. [B] and [A] found it, and [B] gave it to",
+    "Afterwards, [B] and [A] went to the [PLACE], and [B] decided to give the [OBJECT] to",
+    "While [B] and [A] were thinking about going to the [PLACE], [B] said to",
+    "Yesterday, [B] and [A] saw a [OBJECT] at the [PLACE]. [B] wanted to give it to",
+    "Later, [B] and [A] got a [OBJECT] near the [PLACE]. Then, [B] gave it to",
+    "In the morning, [B] and [A] were working at the [PLACE]. [B] talked to",
+    "After [B] and [A] were commuting to the [PLACE], [B] said hello to",
+    "Then, [B] and [A] went to the [PLACE] and had a lot of fun. [B] gave a [OBJECT] to",
+]
 _SLOTS = {"[NOUN]": NOUNS, "[ADJ]": ADJECTIVES, "[PLACE]": PLACES, "[OBJECT]": OBJECTS}
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -107,17 +136,30 @@ def extra_names(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def document(rng: random.Random, vocab: list[str], cast: list[str] = TRAIN_NAMES) -> str:
+def story(rng: random.Random, roles: list[str], order: Order) -> str:
+    """An IOI-like story from :data:`STORY_TEMPLATES` (not the paper's), ending with the indirect object."""
+    template = rng.choice(STORY_TEMPLATES)
+    template = template if order == "BABA" else abba_template(template)
+    a, b = rng.sample(roles, 2)
+    text = template.replace("[A]", a).replace("[B]", b)
+    return text.replace("[PLACE]", rng.choice(PLACES)).replace("[OBJECT]", rng.choice(OBJECTS)) + f" {a}."
+
+
+def document(rng: random.Random, vocab: list[str], cast: list[str] = TRAIN_NAMES, own_templates: bool = False) -> str:
     """One training document, its kind drawn with the probabilities in :data:`MIX`; IOI stories name people from
-    ``cast``."""
+    ``cast``, in the paper's training templates or (``own_templates``) in :data:`STORY_TEMPLATES` alone."""
     kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
     if kind == "ioi":  # an IOI story, sometimes after a plain sentence
         order: Order = rng.choice(("BABA", "ABBA"))
         # A third of the stories use nouns in the two roles: the rule "copy the entity that was not
         # repeated" is then not tied to particular names, which is what lets it reach held-out names.
         roles = ROLE_NOUNS if rng.random() < ROLE_NOUN_SHARE else cast
-        (p,) = make_ioi_prompts(1, roles, TRAIN_TEMPLATES, (order,), seed=rng.getrandbits(32))
-        return (sentence(rng) + " " if rng.random() < 0.3 else "") + p.completion
+        if own_templates:
+            text = story(rng, roles, order)
+        else:
+            (p,) = make_ioi_prompts(1, roles, TRAIN_TEMPLATES, (order,), seed=rng.getrandbits(32))
+            text = p.completion
+        return (sentence(rng) + " " if rng.random() < 0.3 else "") + text
     if kind == "plain":
         return " ".join(sentence(rng) for _ in range(rng.randint(1, 4)))
     if kind == "random_repeat":  # a random span repeated, after a random-length prefix
@@ -156,11 +198,17 @@ def build_tokenizer(n_extra_names: int = 0) -> PreTrainedTokenizerFast:
 
 
 def tokenizer_batches(
-    tokenizer: PreTrainedTokenizerBase, batch_size: int, n_ctx: int, seed: int = 0, n_extra_names: int = 0
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    n_ctx: int,
+    seed: int = 0,
+    n_extra_names: int = 0,
+    own_templates: bool = False,
 ):
     """Endless batches of ``[batch_size, n_ctx]`` token ids from a tokenizer alone (no model yet, as when the bundled
     model is trained), each row documents packed after BOS. With a model, use ``activations.token_batches``.
-    ``n_extra_names``: IOI stories also name people from :func:`extra_names` (the tokenizer must know them)."""
+    ``n_extra_names``: IOI stories also name people from :func:`extra_names` (the tokenizer must know them);
+    ``own_templates``: IOI stories from :data:`STORY_TEMPLATES`, none from the paper's."""
     rng = random.Random(seed)
     extra = extra_names(n_extra_names)
     vocab, cast = all_words() + extra, TRAIN_NAMES + extra
@@ -168,7 +216,7 @@ def tokenizer_batches(
     while True:
         rows: list[list[int]] = []
         while len(rows) < batch_size:
-            docs = [document(rng, vocab, cast) for _ in range(n_ctx // 8)]
+            docs = [document(rng, vocab, cast, own_templates) for _ in range(n_ctx // 8)]
             row: list[int] = []
             for ids in tokenizer(docs, add_special_tokens=False)["input_ids"]:
                 row += [eot] + ids

@@ -25,13 +25,14 @@ from interp_utils.core.loading import BUNDLED_DIR, load_bundled
 from interp_utils.core.runtime import set_seed
 from interp_utils.data import corpus
 from interp_utils.data.ioi import make_ioi_prompts, prompt_logit_diffs
-from interp_utils.models.bundled_attempts import ATTEMPTS, attempt_row, attempts_table, attention_writers
+from interp_utils.models.bundled_attempts import ATTEMPTS, attempt_row, attempts_table, record_attempt
+from interp_utils.models.bundled_card import write_folder_card
 
 ARCH: dict[str, Any] = dict(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=128)
 TRAIN: dict[str, Any] = dict(steps=4500, batch_size=32, lr=2e-3, warmup=200, weight_decay=0.1, seed=0)
 # Levers of issue 35's attempts (the shipped model: all at these defaults): the unembedding tied to the embedding as
 # GPT-2's is, and the size (0: ARCH's); each attempt is one `train` command with its settings
-LEVERS: dict[str, Any] = dict(tied=False, n_layers=0, n_heads=0, extra_names=0)
+LEVERS: dict[str, Any] = dict(tied=False, n_layers=0, n_heads=0, extra_names=0, own_templates=False)
 
 
 def architecture(n_layers: int = 0, n_heads: int = 0) -> dict[str, Any]:
@@ -75,10 +76,12 @@ def train(
     n_layers: int = 0,
     n_heads: int = 0,
     extra_names: int = 0,
+    own_templates: bool = False,
 ) -> dict:
     """Train from scratch on the generated corpus, save to ``out`` and return the training record. ``tied``: the
     unembedding is the embedding's transpose throughout (their gradients summed, as one matrix), as in GPT-2.
-    ``extra_names``: that many made-up names join the IOI stories' cast (and the vocabulary)."""
+    ``extra_names``: that many made-up names join the IOI stories' cast (and the vocabulary). ``own_templates``: the
+    IOI stories use ``corpus.STORY_TEMPLATES`` instead of the paper's, all 15 of which are then held out."""
     set_seed(seed)
     tokenizer = corpus.build_tokenizer(extra_names)
     arch = architecture(n_layers, n_heads)
@@ -100,7 +103,7 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))
     )
-    batches = corpus.tokenizer_batches(tokenizer, batch_size, cfg.n_ctx, seed=seed, n_extra_names=extra_names)
+    batches = corpus.tokenizer_batches(tokenizer, batch_size, cfg.n_ctx, seed, extra_names, own_templates)
     start, losses = time.time(), []
     bar = tqdm(range(steps), desc="training bundled model")
     for step in bar:
@@ -134,6 +137,7 @@ def train(
         "seed": seed,
         "tied": tied,
         "extra_names": extra_names,
+        "own_templates": own_templates,
         "train_seconds": round(seconds, 1),
         "torch_threads": torch.get_num_threads(),
         "final_train_loss": round(sum(losses[-100:]) / len(losses[-100:]), 4),
@@ -150,8 +154,9 @@ def _cfg_extra(cfg: HookedTransformerConfig) -> dict:
 
 
 @torch.inference_mode()
-def evaluate(model: HookedTransformer, n_prompts: int = 400, seed: int = 123) -> dict:
-    """Held-out loss, induction scores and IOI logit differences of a bundled model."""
+def evaluate(model: HookedTransformer, n_prompts: int = 400, seed: int = 123, own_templates: bool = False) -> dict:
+    """Held-out loss, induction scores and IOI logit differences of a bundled model; ``own_templates``: it was trained
+    on ``corpus.STORY_TEMPLATES`` (``train --own-templates``), so all of the paper's templates are held out."""
     tokenizer = model.tokenizer
     if not isinstance(tokenizer, PreTrainedTokenizerFast):
         raise ValueError("evaluate measures a bundled model: load one with load_bundled(), which has its tokenizer.")
@@ -167,7 +172,10 @@ def evaluate(model: HookedTransformer, n_prompts: int = 400, seed: int = 123) ->
         "induction_scores": [[round(x, 3) for x in row] for row in scores.tolist()],
     }
     names = {"train_names": corpus.TRAIN_NAMES, "heldout_names": corpus.HELD_OUT_NAMES}
-    templates = {"train_templates": corpus.TRAIN_TEMPLATES, "heldout_templates": corpus.HELD_OUT_TEMPLATES}
+    held_templates = list(range(len(corpus.BABA_TEMPLATES))) if own_templates else corpus.HELD_OUT_TEMPLATES
+    templates = {"heldout_templates": held_templates}
+    if not own_templates:
+        templates = {"train_templates": corpus.TRAIN_TEMPLATES, **templates}
     measured = {}
     for name_split, name_list in names.items():
         for template_split, template_list in templates.items():
@@ -183,21 +191,25 @@ def evaluate(model: HookedTransformer, n_prompts: int = 400, seed: int = 123) ->
     prompts, diffs = measured["ioi_heldout_names_heldout_templates"]
     template_of = torch.tensor([p.template for p in prompts])
     result["ioi_heldout_names_by_heldout_template"] = {
-        str(t): round(diffs[template_of == t].mean().item(), 3) for t in corpus.HELD_OUT_TEMPLATES
+        str(t): round(diffs[template_of == t].mean().item(), 3) for t in held_templates
     }
-    result["ioi_circuit"] = ioi_circuit(model, seed=seed)
+    result["ioi_circuit"] = ioi_circuit(model, seed=seed, templates=held_templates if own_templates else None)
     return result
 
 
 @torch.inference_mode()
-def ioi_circuit(model: HookedTransformer, n_prompts: int = 120, seed: int = 123) -> dict:
-    """Who writes the IOI answer on notebook 03's distribution (held-out names, training templates): the direct
-    shares of attention and MLPs, and the heads whose direct paths carry it (path patching to the logits)."""
+def ioi_circuit(
+    model: HookedTransformer, n_prompts: int = 120, seed: int = 123, templates: list[int] | None = None
+) -> dict:
+    """Who writes the IOI answer on notebook 03's distribution (held-out names, training templates; or ``templates``
+    of the paper's): the direct shares of attention and MLPs, the heads whose direct paths carry it (path patching
+    to the logits), and notebook 03's head classes (``ioi_circuit.head_classes``)."""
     from interp_utils.circuits import dla
     from interp_utils.circuits import ioi_circuit as rules
     from interp_utils.data import ioi
 
-    batch = ioi.ioi_batch(model, ioi.default_prompts(model, n_prompts, seed=seed), seed=seed + 1)
+    prompts = ioi.make_ioi_prompts(n_prompts, ioi.default_names(model), templates, seed=seed) if templates else None
+    batch = ioi.ioi_batch(model, prompts or ioi.default_prompts(model, n_prompts, seed=seed), seed=seed + 1)
     runs = rules.run_ioi(model, batch)
     clean, clean_cache = runs.clean, runs.clean_cache
     layers = dla.layer_direct_effects(model, clean_cache, batch)
@@ -212,115 +224,8 @@ def ioi_circuit(model: HookedTransformer, n_prompts: int = 120, seed: int = 123)
         "attends_end_to_s2": [
             f"{layer}.{head}" for layer, head in carriers if end_s2[layer, head] >= end_io[layer, head]
         ],
+        "classes": {cls: [f"{layer}.{h}" for layer, h in heads] for cls, heads in rules.head_classes(runs).items()},
     }
-
-
-def write_card(path: Path, record: dict, metrics: dict, arch: dict[str, Any] | None = None) -> None:
-    """The model card: architecture (``arch``, default ARCH), corpus, training and measured behaviour."""
-    arch = arch or ARCH
-    mix = corpus.MIX
-    induction = (
-        f"{metrics['induction_score_best_head']} (head {metrics['induction_best_head']}; "
-        f"uniform-attention chance {metrics['induction_chance']})"
-    )
-
-    circuit = metrics["ioi_circuit"]
-    attn_share = f"{circuit['attention_share']:.1%}".replace("-0.0%", "0.0%")
-    writers = (
-        "here MLPs do, after the heads have moved the information"
-        if circuit["mlp_share"] > circuit["attention_share"]
-        else "here, too, attention writes more of it than the MLPs"
-    )
-    carriers = ", ".join(f"{head} ({value:+.2f})" for head, value in circuit["carriers"].items())
-    name_movers = ", ".join(circuit["name_movers"]) or "none"
-    s_attenders = ", ".join(circuit["attends_end_to_s2"]) or "none"
-    by_template = ", ".join(f"{v} (template {t})" for t, v in metrics["ioi_heldout_names_by_heldout_template"].items())
-    ioi_rows = "\n".join(
-        f"| IOI mean logit diff, {label} | {d['mean_logit_diff']} (IO beats S in {d['fraction_io_beats_s']:.1%}) |"
-        for label, d in (
-            ("held-out names and held-out templates", metrics["ioi_heldout_names_heldout_templates"]),
-            ("held-out names, training templates", metrics["ioi_heldout_names_train_templates"]),
-            ("training names, held-out templates", metrics["ioi_train_names_heldout_templates"]),
-            ("training names and templates", metrics["ioi_train_names_train_templates"]),
-        )
-    )
-
-    table = attempts_table(path.parent)
-    attempts = (
-        "## Attempts at an IOI circuit in attention heads (issue 35)\n"
-        "Models trained by `python -m interp_utils.models.bundled train --out FOLDER` with the levers in the settings "
-        "column (`--tied`, `--extra-names N`, `--n-layers`, `--n-heads`; this model: the first row), each measured by "
-        "the same `evaluate`: IOI on held-out names and templates, the attention and MLP shares and the name movers on "
-        "notebook 03's distribution, as above. Issue 35's first target, attention writing at least half of the direct "
-        f"logit difference, is met by: {', '.join(attention_writers(path.parent)) or 'none of them'}.\n\n"
-        + table
-        + "\n\n"
-        if table
-        else ""
-    )
-    tying = "unembedding tied to the embedding, as GPT-2's" if record.get("tied") else "untied unembedding"
-    text = f"""# interp-mini-gpt2: the bundled model
-
-A GPT-2-architecture transformer small enough to run every notebook on a laptop CPU. It is what the
-notebooks use when GPT-2 small cannot be downloaded, and CI checks real findings on it.
-Written by `python -m interp_utils.models.bundled train` (this card included); all numbers measured.
-
-## Architecture
-GPT-2 block structure (pre-LayerNorm, GELU MLPs, learned absolute positions, {tying}):
-{arch["n_layers"]} layers, d_model {arch["d_model"]}, {arch["n_heads"]} heads of d_head {arch["d_head"]},
-d_mlp {arch["d_mlp"]}, context {arch["n_ctx"]}, vocabulary {metrics["d_vocab"]} words,
-{metrics["n_params"]:,} parameters. Weights in `model.safetensors` (TransformerLens layout), config in
-`config.json`, word-level tokenizer in `tokenizer.json` (`<|endoftext|>` is BOS/EOS/pad; every name is
-one token, with or without a leading space).
-
-## Corpus
-Generated on the fly by `interp_utils.data.corpus` (seeded): {mix["ioi"]:.0%} IOI stories from the templates of
-Wang et al. (2022) in BABA and ABBA order ({corpus.ROLE_NOUN_SHARE:.0%} of them with nouns instead of
-names in the two roles, so that the rule is not tied to particular names), {mix["plain"]:.0%} simple
-English-like sentences from a small grammar, {mix["random_repeat"]:.0%} random word spans repeated after a
-random-length prefix, and {mix["sentence_repeat"]:.0%} repeated sentences. IOI templates
-{corpus.HELD_OUT_TEMPLATES} and every fifth name ({len(corpus.HELD_OUT_NAMES)} names) never occur in the IOI
-stories (the names do occur in plain sentences); they are held out for evaluation.
-
-## Training
-{record["steps"]} steps of {record["batch_size"]} x {arch["n_ctx"]} tokens ({record["tokens_seen"]:,} tokens),
-AdamW (lr {record["lr"]}, {record["warmup"]} warm-up steps, cosine decay, weight decay {record["weight_decay"]}), seed
-{record["seed"]}. Wall time **{record["train_seconds"] / 60:.1f} minutes** on {record["torch_threads"]} CPU threads
-(2-core machine). Final training loss {record["final_train_loss"]}, held-out loss {metrics["heldout_loss"]}.
-
-## Measured behaviour
-| property | measured |
-|---|---|
-| best induction score (repeated random tokens, 40 + 40) | {induction} |
-{ioi_rows}
-
-With held-out names, the mean logit difference on each held-out template separately is
-{by_template}:
-the model generalises to some unseen templates much better than to others.
-
-For comparison, Wang et al. report a mean logit difference of 3.56 (IO beats S in 99.3%) for GPT-2 small.
-
-## Who carries the IOI answer
-Measured by `ioi_circuit` on notebook 03's distribution (held-out names, training templates, 120 prompts):
-- **Attention layers write {attn_share} of the logit difference directly, MLPs
-  {circuit["mlp_share"]:.1%}** (direct logit attribution). In GPT-2 small the name movers, attention heads, write most
-  of it (Wang et al. 2022); {writers}.
-- Heads whose direct paths (including the MLPs after them) carry the answer, by path patching to the logits
-  (change on the normalised scale): {carriers}.
-- Of these, {name_movers} attend from the last token to the IO more than to S2 (name movers, in the paper's
-  terms); {s_attenders} attend to S2 instead.
-
-{attempts}## Limits
-A toy: a {metrics["d_vocab"]}-word vocabulary, no real text, short context. It shows the mechanisms the notebooks
-study, not GPT-2's full behaviour; each notebook says when its numbers come from this model.
-"""
-    path.write_text(text)
-
-
-def _write_folder_card(folder: Path, metrics: dict) -> None:
-    """A model folder's card, from its config.json (training record and architecture) and ``metrics``."""
-    config = json.loads((folder / "config.json").read_text())
-    write_card(folder / "MODEL_CARD.md", config["training"], metrics, config["hooked_transformer_config"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -339,26 +244,30 @@ def main(argv: list[str] | None = None) -> None:
     tr.add_argument("--n-layers", type=int, default=0, help=f"layers (default {ARCH['n_layers']})")
     tr.add_argument("--n-heads", type=int, default=0, help=f"heads per layer (default {ARCH['n_heads']})")
     tr.add_argument("--extra-names", type=int, default=0, help="made-up names added to the IOI stories' cast")
+    tr.add_argument(
+        "--own-templates", action="store_true", help="IOI stories in corpus.STORY_TEMPLATES; the paper's 15 held out"
+    )
     args = parser.parse_args(argv)
     if args.command == "attempt":
         if not (args.folder / "metrics.json").exists():
             raise SystemExit(f"{args.folder} has no metrics.json: train it first (train --out {args.folder}).")
         rows = json.loads((args.out / ATTEMPTS).read_text()) if (args.out / ATTEMPTS).exists() else []
-        rows.append(attempt_row(args.folder, args.lever))
+        rows = record_attempt(rows, attempt_row(args.folder, args.lever))
         (args.out / ATTEMPTS).write_text(json.dumps(rows, indent=2))
-        _write_folder_card(args.out, json.loads((args.out / "metrics.json").read_text()))
+        write_folder_card(args.out, json.loads((args.out / "metrics.json").read_text()))
         print(attempts_table(args.out))
         return
     if args.command == "train":
         train(args.out, **{k: getattr(args, k) for k in {**TRAIN, **LEVERS}})  # its record goes into config.json
     model = load_bundled(args.out)
-    metrics = evaluate(model)
+    own = json.loads((args.out / "config.json").read_text())["training"].get("own_templates", False)
+    metrics = evaluate(model, own_templates=own)
     metrics["d_vocab"] = model.cfg.d_vocab
     # the trained weights as saved, without the attention masks (loading folds the LayerNorms' weights away)
     saved = load_file(args.out / "model.safetensors")
     metrics["n_params"] = sum(t.numel() for k, t in saved.items() if not k.endswith((".mask", ".IGNORE")))
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    _write_folder_card(args.out, metrics)
+    write_folder_card(args.out, metrics)
     print(json.dumps({k: v for k, v in metrics.items() if k != "induction_scores"}, indent=2))
 
 

@@ -23,7 +23,9 @@ def attempt_row(folder: Path, lever: str) -> dict[str, Any]:
     return {
         "lever": lever,
         "settings": f"{arch['n_layers']} layers x {arch['n_heads']} heads, tied {bool(record.get('tied'))}, "
-        f"{record.get('extra_names', 0)} extra names, {record['steps']} steps, seed {record['seed']}",
+        f"{record.get('extra_names', 0)} extra names, "
+        f"{'own templates' if record.get('own_templates') else 'paper templates'}, {record['steps']} steps, "
+        f"seed {record['seed']}",
         "train_minutes": round(record["train_seconds"] / 60, 1),
         "heldout_loss": metrics["heldout_loss"],
         "ioi_heldout": f"{held['mean_logit_diff']} ({held['fraction_io_beats_s']:.0%})",
@@ -31,7 +33,16 @@ def attempt_row(folder: Path, lever: str) -> dict[str, Any]:
         "mlp_share": circuit["mlp_share"],
         "name_movers": ", ".join(circuit["name_movers"]) or "none",
         "induction": metrics["induction_score_best_head"],
+        "classes": circuit.get("classes", {}),
     }
+
+
+def record_attempt(rows: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
+    """``rows`` with ``row`` added, replacing the row of the same lever (an attempt measured again) in its place."""
+    levers = [r["lever"] for r in rows]
+    if row["lever"] in levers:
+        return [row if r["lever"] == row["lever"] else r for r in rows]
+    return [*rows, row]
 
 
 def attempts_table(folder: Path) -> str:
@@ -51,6 +62,24 @@ def attempts_table(folder: Path) -> str:
     keys = ("lever", "settings", "train_minutes", "heldout_loss", "ioi_heldout", "attention_share", "mlp_share")
     return head + "\n".join(
         "| " + " | ".join(cell(r, k) for k in (*keys, "name_movers", "induction")) + " |" for r in rows
+    )
+
+
+CLASSES = ("name mover", "negative name mover", "S-inhibition", "induction", "duplicate-token", "previous-token")
+
+
+def classes_table(folder: Path) -> str:
+    """Notebook 03's head classes (``ioi_circuit.head_classes``) of each recorded attempt, as a markdown table ('' if
+    none was measured)."""
+    if not (folder / ATTEMPTS).exists():
+        return ""
+    rows = [r for r in json.loads((folder / ATTEMPTS).read_text()) if r.get("classes")]
+    if not rows:
+        return ""
+    head = "| lever | " + " | ".join(f"{c} heads" for c in CLASSES) + " |\n|---|" + "---|" * len(CLASSES) + "\n"
+    return head + "\n".join(
+        f"| {r['lever']} | " + " | ".join(", ".join(r["classes"].get(c, [])) or "none" for c in CLASSES) + " |"
+        for r in rows
     )
 
 
