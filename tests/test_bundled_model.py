@@ -55,17 +55,30 @@ def test_the_model_card_says_who_carries_the_ioi_answer(model):
     assert stated["mlp_share"] > stated["attention_share"], "README and notebook 03 say the MLPs write the answer"
 
 
-def test_the_training_levers_tie_the_unembedding_and_resize(tmp_path):
-    """Issue 35's levers: --tied keeps W_U = W_E^T through training (one matrix); --n-layers/--n-heads resize."""
+def test_the_training_levers_tie_the_unembedding_and_resize(tmp_path, monkeypatch):
+    """Issue 35's levers: --tied keeps W_U = W_E^T through training (one matrix); --n-layers/--n-heads resize;
+    --own-templates trains on no paper template, and evaluate then measures on all 15 of them."""
     import torch
 
     from interp_utils.core.loading import load_bundled
 
-    record = bundled.train(
-        tmp_path, steps=2, batch_size=2, lr=1e-3, warmup=1, weight_decay=0.1, seed=0, tied=True, n_layers=2, n_heads=8,
-        own_templates=True,
-    )  # fmt: skip
+    def paper_template(*args, **kwargs):
+        raise AssertionError("a paper template was used in training")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(corpus, "make_ioi_prompts", paper_template)
+        record = bundled.train(
+            tmp_path, steps=2, batch_size=2, lr=1e-3, warmup=1, weight_decay=0.1, seed=0, tied=True, n_layers=2,
+            n_heads=8, own_templates=True,
+        )  # fmt: skip
     assert record["tied"] is True and record["own_templates"] is True
+    bundled.main(["evaluate", "--out", str(tmp_path)])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert list(metrics["ioi_heldout_names_by_heldout_template"]) == [str(t) for t in range(15)]
+    assert {"ioi_heldout_names_train_templates", "ioi_train_names_heldout_templates"} <= set(metrics)
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "None of the paper's 15 IOI templates occurs" in card and "templates of this suite's own" in card
+    assert "the paper's 15 templates, all held out" in card
     raw = load_bundled(tmp_path, process_weights=False)
     assert raw.cfg.n_layers == 2 and raw.cfg.n_heads == 8 and raw.cfg.d_head == raw.cfg.d_model // 8
     assert torch.equal(raw.W_U, raw.W_E.T)
@@ -118,18 +131,3 @@ def test_an_attempt_measured_again_replaces_its_row(tmp_path):
     (tmp_path / bundled_attempts.ATTEMPTS).write_text(json.dumps(again))
     table = bundled_attempts.classes_table(tmp_path)
     assert "| a | 3.2 | none | none | none | none | none |" in table and "| b |" not in table
-
-
-def test_the_card_of_an_own_templates_model_says_all_fifteen_are_held_out(tmp_path):
-    """With --own-templates the card names the suite's templates, lists no training-template rows, and says where
-    the circuit was measured."""
-    from interp_utils.models.bundled_card import write_card
-
-    config = json.loads((BUNDLED_DIR / "config.json").read_text())
-    metrics = json.loads((BUNDLED_DIR / "metrics.json").read_text())
-    metrics = {k: v for k, v in metrics.items() if "train_templates" not in k}
-    write_card(tmp_path / "card.md", {**config["training"], "own_templates": True}, metrics,
-               config["hooked_transformer_config"])  # fmt: skip
-    card = (tmp_path / "card.md").read_text()
-    assert "None of the paper's 15 IOI templates occurs" in card and "training templates |" not in card
-    assert "the paper's 15 templates, all held out" in card and "templates of this suite's own" in card

@@ -24,23 +24,43 @@ def test_held_out_names_and_templates_never_appear_in_ioi_stories():
     assert sum(name in text for name in corpus.HELD_OUT_NAMES) > len(corpus.HELD_OUT_NAMES) // 2
 
 
+def _words_from_first_b(template: str) -> list[str]:
+    return corpus.words(template[template.index("[B]") :].replace("[", " ").replace("]", " "))
+
+
+def _edit_distance(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[:], i
+        for j, y in enumerate(b, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (x != y))
+    return row[-1]
+
+
 def test_own_templates_hold_out_all_of_the_papers(monkeypatch):
-    """Issue 35's --own-templates lever: IOI stories from corpus.STORY_TEMPLATES only, in vocabulary, with the IO as
-    the answer; the paper's templates are never used."""
+    """Issue 35's --own-templates lever: IOI stories from corpus.STORY_TEMPLATES only, each at least three words from
+    every paper template (whole, and from the first name on), in vocabulary, with the IO as the answer; the paper's
+    templates are never used."""
     import random
 
     import pytest
 
     from interp_utils.data.ioi import BABA_TEMPLATES
 
-    assert not set(corpus.STORY_TEMPLATES) & set(BABA_TEMPLATES)
-    vocab = set(corpus.all_words()) | {"A", "B", "PLACE", "OBJECT"}
-    assert all(set(corpus.words(t.replace("[", " ").replace("]", " "))) <= vocab for t in corpus.STORY_TEMPLATES)
-    rng = random.Random(0)
-    for order in ("BABA", "ABBA"):
-        words = corpus.words(corpus.story(rng, ["Alice", "Bob", "Carol"], order))
-        answer, names = words[-2], [w for w in words[:-2] if w in ("Alice", "Bob", "Carol")]
-        assert len(names) == 3 and names.count(answer) == 1 and names.index(answer) == (1 if order == "BABA" else 0)
+    whole = [corpus.words(t.replace("[", " ").replace("]", " ")) for t in BABA_TEMPLATES]
+    for template in corpus.STORY_TEMPLATES:
+        own = corpus.words(template.replace("[", " ").replace("]", " "))
+        assert min(_edit_distance(own, w) for w in whole) >= 3, template
+        assert min(_edit_distance(_words_from_first_b(template), _words_from_first_b(p)) for p in BABA_TEMPLATES) >= 3
+        assert set(own) <= set(corpus.all_words()) | {"A", "B", "PLACE", "OBJECT"}, template
+    for t in range(len(corpus.STORY_TEMPLATES)):
+        for order in ("BABA", "ABBA"):
+            p = corpus.story_prompt(t, order, "Alice", "Bob", "store", "ring")
+            names = [w for w in corpus.words(p.completion) if w in ("Alice", "Bob")]
+            # S, IO (BABA) or IO, S (ABBA), then S again, then the answer IO
+            assert names == (["Bob", "Alice", "Bob", "Alice"] if order == "BABA" else ["Alice", "Bob", "Bob", "Alice"])
+    with pytest.raises(ValueError, match="BABA"):
+        corpus.story_prompt(0, "ABC", "Alice", "Bob", "store", "ring")
     tok = corpus.build_tokenizer()
     batch = next(corpus.tokenizer_batches(tok, batch_size=8, n_ctx=128, seed=3, own_templates=True))
     assert not (batch == tok.unk_token_id).any()
@@ -49,6 +69,7 @@ def test_own_templates_hold_out_all_of_the_papers(monkeypatch):
         raise AssertionError("a paper template was used")
 
     monkeypatch.setattr(corpus, "make_ioi_prompts", paper_template)
+    rng = random.Random(0)
     docs = [corpus.document(rng, corpus.all_words(), own_templates=True) for _ in range(300)]
     assert sum(any(t.split("[B]")[-1].strip() in d for t in corpus.STORY_TEMPLATES) for d in docs) > 50
     with pytest.raises(AssertionError, match="paper template"):

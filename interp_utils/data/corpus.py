@@ -1,7 +1,8 @@
 """The generated corpus and word-level tokenizer of the bundled model.
 
 Documents of four kinds, packed into fixed-length sequences separated by ``<|endoftext|>``:
-IOI stories from the paper's templates, simple English-like sentences, random token spans that
+IOI stories from the paper's templates (or, for issue 35's ``own_templates`` attempts, from :data:`STORY_TEMPLATES`),
+simple English-like sentences, random token spans that
 repeat (at random lengths and offsets), and sentences that repeat. Some names and templates are
 kept out of the IOI stories so the model's IOI behaviour can be measured on held-out ones.
 """
@@ -28,6 +29,7 @@ from interp_utils.data.ioi import (  # noqa: F401
     PLACES,
     TRAIN_NAMES,
     TRAIN_TEMPLATES,
+    IOIPrompt,
     Order,
     abba_template,
     make_ioi_prompts,
@@ -64,25 +66,25 @@ PREDICATES = [
     "talked to [NAME] about the [PLACE].",
 ]
 SUBJECTS = ["[NAME]", "The [NOUN]", "The [ADJ] [NOUN]", "Friends of [NAME]", "[NAME] and [NAME]"]
-# IOI-like stories in templates of our own (BABA order; every word already in the vocabulary), none of the paper's:
-# issue 35's held-out-template lever trains on these alone, so that all 15 of the paper's templates are held out,
-# as they were for GPT-2.
+# IOI-like stories in templates of our own (BABA order; every word already in the vocabulary), none of the paper's and
+# none within two words of one (tested): issue 35's held-out-template lever trains on these alone, so that all 15 of
+# the paper's templates are held out, as they were for GPT-2.
 STORY_TEMPLATES: list[str] = [
-    "Later, [B] and [A] found a [OBJECT] at the [PLACE]. [B] gave it to",
+    "Later, [B] and [A] were at the [PLACE] with a [OBJECT], and [B] talked to",
     "Yesterday, [B] and [A] were at the [PLACE]. [B] said hello to",
     "In the morning, [B] and [A] went to the [PLACE], and [B] talked to",
     "[B] and [A] had a long argument at the [PLACE]. Later, [B] said to",
-    "When [B] and [A] were at the [PLACE], [B] wanted to give the [OBJECT] to",
-    "After the lunch, [B] and [A] saw a [OBJECT] near the [PLACE]. [B] gave it to",
+    "When [B] and [A] were at the [PLACE], [B] had a long argument with",
+    "After the lunch, [B] and [A] saw a [OBJECT] near the [PLACE], and [B] said to",
     "[B] and [A] were thinking about the [OBJECT]. Afterwards [B] gave it to",
     "Then, [B] and [A] liked the [OBJECT] at the [PLACE]. [B] decided to give it to",
     "Later, [B] and [A] were commuting to the [PLACE], and [B] talked to",
     "In the morning, [B] and [A] got a [OBJECT]. [B] wanted to give it to",
     "When [B] and [A] had a lot of fun at the [PLACE], [B] said hello to",
-    "Yesterday, [B] and [A] were working at the [PLACE]. Later, [B] gave a [OBJECT] to",
+    "Yesterday, [B] and [A] were busy at the [PLACE]. Later, [B] gave the [OBJECT] to",
     "[B] and [A] talked about the [PLACE]. Then, [B] said to",
     "After [B] and [A] had a long argument, [B] said hello to",
-    "Friends of [B] and [A] went to the [PLACE]. [B] gave the [OBJECT] to",
+    "Friends of [B] and [A] liked the [PLACE]. Then, [B] talked to",
     "The [PLACE] had a [OBJECT]. [B] and [A] found it, and [B] gave it to",
     "Afterwards, [B] and [A] went to the [PLACE], and [B] decided to give the [OBJECT] to",
     "While [B] and [A] were thinking about going to the [PLACE], [B] said to",
@@ -90,7 +92,7 @@ STORY_TEMPLATES: list[str] = [
     "Later, [B] and [A] got a [OBJECT] near the [PLACE]. Then, [B] gave it to",
     "In the morning, [B] and [A] were working at the [PLACE]. [B] talked to",
     "After [B] and [A] were commuting to the [PLACE], [B] said hello to",
-    "Then, [B] and [A] went to the [PLACE] and had a lot of fun. [B] gave a [OBJECT] to",
+    "Yesterday, [B] and [A] had a lot of fun. Afterwards [B] wanted to give the [OBJECT] to",
 ]
 _SLOTS = {"[NOUN]": NOUNS, "[ADJ]": ADJECTIVES, "[PLACE]": PLACES, "[OBJECT]": OBJECTS}
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -136,13 +138,31 @@ def extra_names(n: int, seed: int = 0) -> list[str]:
     return out
 
 
+def story_prompt(t: int, order: Order, io: str, s: str, place: str, obj: str) -> IOIPrompt:
+    """Template ``t`` of :data:`STORY_TEMPLATES` (not the paper's) as an IOI prompt: ``io`` the answer, ``s`` the
+    repeated subject (its ``template`` field indexes STORY_TEMPLATES)."""
+    if order not in ("BABA", "ABBA"):
+        raise ValueError(f"Stories come in order 'BABA' or 'ABBA', got {order!r}.")
+    template = STORY_TEMPLATES[t] if order == "BABA" else abba_template(STORY_TEMPLATES[t])
+    text = template.replace("[A]", io).replace("[B]", s).replace("[PLACE]", place).replace("[OBJECT]", obj)
+    return IOIPrompt(text=text, io=io, s=s, template=t, order=order, place=place, obj=obj)
+
+
+def story_prompts(n: int, names: list[str], seed: int = 0) -> list[IOIPrompt]:
+    """``n`` prompts from :data:`STORY_TEMPLATES`, BABA and ABBA in turn, two distinct names from ``names`` each."""
+    rng = random.Random(seed)
+    orders: tuple[Order, Order] = ("BABA", "ABBA")
+    prompts = []
+    for i in range(n):
+        t, (io, s) = rng.randrange(len(STORY_TEMPLATES)), rng.sample(names, 2)
+        prompts.append(story_prompt(t, orders[i % 2], io, s, rng.choice(PLACES), rng.choice(OBJECTS)))
+    return prompts
+
+
 def story(rng: random.Random, roles: list[str], order: Order) -> str:
-    """An IOI-like story from :data:`STORY_TEMPLATES` (not the paper's), ending with the indirect object."""
-    template = rng.choice(STORY_TEMPLATES)
-    template = template if order == "BABA" else abba_template(template)
-    a, b = rng.sample(roles, 2)
-    text = template.replace("[A]", a).replace("[B]", b)
-    return text.replace("[PLACE]", rng.choice(PLACES)).replace("[OBJECT]", rng.choice(OBJECTS)) + f" {a}."
+    """An IOI-like story from :data:`STORY_TEMPLATES`, ending with the indirect object and a full stop."""
+    t, (io, s) = rng.randrange(len(STORY_TEMPLATES)), rng.sample(roles, 2)
+    return story_prompt(t, order, io, s, rng.choice(PLACES), rng.choice(OBJECTS)).completion
 
 
 def document(rng: random.Random, vocab: list[str], cast: list[str] = TRAIN_NAMES, own_templates: bool = False) -> str:

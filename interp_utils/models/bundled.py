@@ -160,7 +160,7 @@ def evaluate(model: HookedTransformer, n_prompts: int = 400, seed: int = 123, ow
     tokenizer = model.tokenizer
     if not isinstance(tokenizer, PreTrainedTokenizerFast):
         raise ValueError("evaluate measures a bundled model: load one with load_bundled(), which has its tokenizer.")
-    held = next(corpus.tokenizer_batches(tokenizer, 64, model.cfg.n_ctx, seed=10_000 + seed))
+    held = next(corpus.tokenizer_batches(tokenizer, 64, model.cfg.n_ctx, 10_000 + seed, own_templates=own_templates))
     loss = model(held.to(model.cfg.device), return_type="loss").item()
     scores, chance = induction_scores(model, seq_len=40, batch=32, seed=seed)
     best = divmod(int(scores.argmax()), model.cfg.n_heads)
@@ -172,14 +172,17 @@ def evaluate(model: HookedTransformer, n_prompts: int = 400, seed: int = 123, ow
         "induction_scores": [[round(x, 3) for x in row] for row in scores.tolist()],
     }
     names = {"train_names": corpus.TRAIN_NAMES, "heldout_names": corpus.HELD_OUT_NAMES}
+    # an own-templates model's training templates are corpus.STORY_TEMPLATES, and all of the paper's are held out
     held_templates = list(range(len(corpus.BABA_TEMPLATES))) if own_templates else corpus.HELD_OUT_TEMPLATES
-    templates = {"heldout_templates": held_templates}
-    if not own_templates:
-        templates = {"train_templates": corpus.TRAIN_TEMPLATES, **templates}
     measured = {}
     for name_split, name_list in names.items():
-        for template_split, template_list in templates.items():
-            prompts = make_ioi_prompts(n_prompts, name_list, template_list, seed=seed)
+        for template_split in ("train_templates", "heldout_templates"):
+            if template_split == "heldout_templates":
+                prompts = make_ioi_prompts(n_prompts, name_list, held_templates, seed=seed)
+            elif own_templates:
+                prompts = corpus.story_prompts(n_prompts, name_list, seed=seed)
+            else:
+                prompts = make_ioi_prompts(n_prompts, name_list, corpus.TRAIN_TEMPLATES, seed=seed)
             diffs = prompt_logit_diffs(model, prompts)
             measured[f"ioi_{name_split}_{template_split}"] = (prompts, diffs)
             result[f"ioi_{name_split}_{template_split}"] = {
@@ -203,7 +206,9 @@ def ioi_circuit(
 ) -> dict:
     """Who writes the IOI answer on notebook 03's distribution (held-out names, training templates; or ``templates``
     of the paper's): the direct shares of attention and MLPs, the heads whose direct paths carry it (path patching
-    to the logits), and notebook 03's head classes (``ioi_circuit.head_classes``)."""
+    to the logits), and notebook 03's head classes (``ioi_circuit.head_classes``). Where no carrier attends END -> IO
+    more than -> S2 there are no name movers; the three strongest carriers the rules take in their place are listed
+    as "name mover stand-ins"."""
     from interp_utils.circuits import dla
     from interp_utils.circuits import ioi_circuit as rules
     from interp_utils.data import ioi
@@ -216,6 +221,9 @@ def ioi_circuit(
     to_logits = rules.path_sweep(model, batch.tokens, clean_cache, runs.corrupt_cache, runs.change)
     end_io, end_s2 = (rules.mean_attention(clean_cache, batch, "end", src) for src in ("IO", "S2"))
     carriers, movers = rules.name_movers(to_logits, end_io, end_s2)
+    classes = {cls: [f"{layer}.{h}" for layer, h in heads] for cls, heads in rules.head_classes(runs).items()}
+    if not any(end_io[h] > end_s2[h] for h in movers):  # no carrier prefers IO: the rules' stand-ins, named as such
+        movers, classes["name mover stand-ins"], classes["name mover"] = [], classes["name mover"], []
     return {
         "attention_share": round(sum(v for k, v in layers.items() if k.startswith("attn")) / clean, 3),
         "mlp_share": round(sum(v for k, v in layers.items() if k.startswith("mlp")) / clean, 3),
@@ -224,7 +232,7 @@ def ioi_circuit(
         "attends_end_to_s2": [
             f"{layer}.{head}" for layer, head in carriers if end_s2[layer, head] >= end_io[layer, head]
         ],
-        "classes": {cls: [f"{layer}.{h}" for layer, h in heads] for cls, heads in rules.head_classes(runs).items()},
+        "classes": classes,
     }
 
 

@@ -77,9 +77,13 @@ def classes_table(folder: Path) -> str:
     if not rows:
         return ""
     head = "| lever | " + " | ".join(f"{c} heads" for c in CLASSES) + " |\n|---|" + "---|" * len(CLASSES) + "\n"
+
+    def cell(classes: dict[str, list[str]], c: str) -> str:
+        stand_ins = classes.get("name mover stand-ins") if c == "name mover" else None
+        return ", ".join(classes.get(c, [])) or (f"none (stand-ins: {', '.join(stand_ins)})" if stand_ins else "none")
+
     return head + "\n".join(
-        f"| {r['lever']} | " + " | ".join(", ".join(r["classes"].get(c, [])) or "none" for c in CLASSES) + " |"
-        for r in rows
+        f"| {r['lever']} | " + " | ".join(cell(r["classes"], c) for c in CLASSES) + " |" for r in rows
     )
 
 
