@@ -115,7 +115,7 @@ def test_the_attempts_table_reads_an_attempts_folder(tmp_path):
     assert rows[0]["lever"] == "the shipped model" and rows[0]["attention_share"] == stated["attention_share"]
     assert bundled_attempts.attention_writers(tmp_path, share=-1.0) == ["the shipped model"]
     card = (tmp_path / "MODEL_CARD.md").read_text()
-    assert "| the shipped model |" in card and "is met by: none of them" in card
+    assert "| 0 | the shipped model |" in card and "is met by: none of them" in card
     with pytest.raises(SystemExit, match="train it first"):
         bundled.main(["attempt", str(tmp_path / "missing"), "--lever", "x", "--out", str(tmp_path)])
 
@@ -130,4 +130,4 @@ def test_an_attempt_measured_again_replaces_its_row(tmp_path):
     assert [r["lever"] for r in bundled_attempts.record_attempt(rows, {"lever": "c"})] == ["a", "b", "c"]
     (tmp_path / bundled_attempts.ATTEMPTS).write_text(json.dumps(again))
     table = bundled_attempts.classes_table(tmp_path)
-    assert "| a | 3.2 | none | none | none | none | none |" in table and "| b |" not in table
+    assert "| 0 | a | 3.2 | none | none | none | none | none |" in table and "| b |" not in table

@@ -51,8 +51,8 @@ def attempts_table(folder: Path) -> str:
         return ""
     rows = json.loads((folder / ATTEMPTS).read_text())
     head = (
-        "| lever | settings | training (min) | held-out loss | IOI, held-out names and templates (IO beats S) | "
-        "attention share | MLP share | name movers | best induction score |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| # | lever | settings | training (min) | held-out loss | IOI, held-out names and templates (IO beats S) | "
+        "attention share | MLP share | name movers | best induction score |\n" + "|---" * 10 + "|\n"
     )
 
     def cell(row: dict[str, Any], key: str) -> str:
@@ -61,7 +61,8 @@ def attempts_table(folder: Path) -> str:
 
     keys = ("lever", "settings", "train_minutes", "heldout_loss", "ioi_heldout", "attention_share", "mlp_share")
     return head + "\n".join(
-        "| " + " | ".join(cell(r, k) for k in (*keys, "name_movers", "induction")) + " |" for r in rows
+        f"| {i} | " + " | ".join(cell(r, k) for k in (*keys, "name_movers", "induction")) + " |"
+        for i, r in enumerate(rows)
     )
 
 
@@ -73,17 +74,17 @@ def classes_table(folder: Path) -> str:
     none was measured)."""
     if not (folder / ATTEMPTS).exists():
         return ""
-    rows = [r for r in json.loads((folder / ATTEMPTS).read_text()) if r.get("classes")]
+    rows = [(i, r) for i, r in enumerate(json.loads((folder / ATTEMPTS).read_text())) if r.get("classes")]
     if not rows:
         return ""
-    head = "| lever | " + " | ".join(f"{c} heads" for c in CLASSES) + " |\n|---|" + "---|" * len(CLASSES) + "\n"
+    head = "| # | lever | " + " | ".join(f"{c} heads" for c in CLASSES) + " |\n|---|---|" + "---|" * len(CLASSES) + "\n"
 
     def cell(classes: dict[str, list[str]], c: str) -> str:
         stand_ins = classes.get("name mover stand-ins") if c == "name mover" else None
         return ", ".join(classes.get(c, [])) or (f"none (stand-ins: {', '.join(stand_ins)})" if stand_ins else "none")
 
     return head + "\n".join(
-        f"| {r['lever']} | " + " | ".join(cell(r["classes"], c) for c in CLASSES) + " |" for r in rows
+        f"| {i} | {r['lever']} | " + " | ".join(cell(r["classes"], c) for c in CLASSES) + " |" for i, r in rows
     )
 
 

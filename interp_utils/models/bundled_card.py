@@ -10,6 +10,8 @@ from typing import Any
 from interp_utils.data import corpus
 from interp_utils.models.bundled_attempts import attempts_table, attention_writers, classes_table
 
+ATTEMPT_NOTES = "attempts_notes.md"  # hand-written reading of the attempts table (kept beside it, shown in the card)
+
 
 def write_card(path: Path, record: dict, metrics: dict, arch: dict[str, Any]) -> None:
     """The model card: architecture (``arch``: config.json's), corpus, training and measured behaviour."""
@@ -84,6 +86,7 @@ def write_card(path: Path, record: dict, metrics: dict, arch: dict[str, Any]) ->
         + table
         + "\n\n"
         + (classes_table(path.parent) + "\n\n" if classes_table(path.parent) else "")
+        + (notes.read_text() + "\n" if (notes := path.parent / ATTEMPT_NOTES).exists() else "")
         if table
         else ""
     )
