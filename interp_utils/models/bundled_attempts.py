@@ -20,19 +20,33 @@ def attempt_row(folder: Path, lever: str) -> dict[str, Any]:
     metrics = json.loads((folder / "metrics.json").read_text())
     record, arch, circuit = config["training"], config["hooked_transformer_config"], metrics["ioi_circuit"]
     held = metrics["ioi_heldout_names_heldout_templates"]
+    own = bool(record.get("own_templates"))
+    flags = [
+        *(["--tied"] if record.get("tied") else []),
+        *([f"--extra-names {record['extra_names']}"] if record.get("extra_names") else []),
+        *(["--own-templates"] if own else []),
+        *([f"--n-layers {arch['n_layers']}"] if arch["n_layers"] != 4 else []),
+        *([f"--n-heads {arch['n_heads']}"] if arch["n_heads"] != 4 else []),
+    ]
     return {
         "lever": lever,
+        "flags": " ".join(flags) or "(none)",
+        "measured_on": "held-out names; IOI on all 15 paper templates, circuit on all 15 (all held out)"
+        if own
+        else "held-out names; IOI on the 3 held-out paper templates, circuit on the 12 training ones",
         "settings": f"{arch['n_layers']} layers x {arch['n_heads']} heads, tied {bool(record.get('tied'))}, "
         f"{record.get('extra_names', 0)} extra names, "
         f"{'own templates' if record.get('own_templates') else 'paper templates'}, {record['steps']} steps, "
         f"seed {record['seed']}",
         "train_minutes": round(record["train_seconds"] / 60, 1),
         "heldout_loss": metrics["heldout_loss"],
-        "ioi_heldout": f"{held['mean_logit_diff']} ({held['fraction_io_beats_s']:.0%})",
+        "ioi_heldout": f"{held['mean_logit_diff']} ({held['fraction_io_beats_s']:.1%})",
+        "ioi_by_template": metrics["ioi_heldout_names_by_heldout_template"],
         "attention_share": circuit["attention_share"],
         "mlp_share": circuit["mlp_share"],
         "name_movers": ", ".join(circuit["name_movers"]) or "none",
-        "induction": metrics["induction_score_best_head"],
+        "induction": f"{metrics['induction_score_best_head']} (head {metrics['induction_best_head']}, chance "
+        f"{metrics['induction_chance']})",
         "classes": circuit.get("classes", {}),
     }
 
@@ -51,15 +65,26 @@ def attempts_table(folder: Path) -> str:
         return ""
     rows = json.loads((folder / ATTEMPTS).read_text())
     head = (
-        "| # | lever | settings | training (min) | held-out loss | IOI, held-out names and templates (IO beats S) | "
-        "attention share | MLP share | name movers | best induction score |\n" + "|---" * 10 + "|\n"
+        "| # | lever | `train` flags | training (min) | held-out loss (own corpus) | measured on | IOI mean logit "
+        "diff (IO beats S) | attention share | MLP share | name movers | best induction score (notebook 02) |\n"
+        + "|---" * 11
+        + "|\n"
     )
 
     def cell(row: dict[str, Any], key: str) -> str:
         share = key in ("attention_share", "mlp_share")
         return f"{row[key]:.1%}".replace("-0.0%", "0.0%") if share else str(row[key])
 
-    keys = ("lever", "settings", "train_minutes", "heldout_loss", "ioi_heldout", "attention_share", "mlp_share")
+    keys = (
+        "lever",
+        "flags",
+        "train_minutes",
+        "heldout_loss",
+        "measured_on",
+        "ioi_heldout",
+        "attention_share",
+        "mlp_share",
+    )
     return head + "\n".join(
         f"| {i} | " + " | ".join(cell(r, k) for k in (*keys, "name_movers", "induction")) + " |"
         for i, r in enumerate(rows)
@@ -77,7 +102,7 @@ def classes_table(folder: Path) -> str:
     rows = [(i, r) for i, r in enumerate(json.loads((folder / ATTEMPTS).read_text())) if r.get("classes")]
     if not rows:
         return ""
-    head = "| # | lever | " + " | ".join(f"{c} heads" for c in CLASSES) + " |\n|---|---|" + "---|" * len(CLASSES) + "\n"
+    head = "| # | lever | " + " | ".join(f"{c}" for c in CLASSES) + " |\n|---|---|" + "---|" * len(CLASSES) + "\n"
 
     def cell(classes: dict[str, list[str]], c: str) -> str:
         stand_ins = classes.get("name mover stand-ins") if c == "name mover" else None

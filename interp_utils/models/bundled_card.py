@@ -75,17 +75,26 @@ def write_card(path: Path, record: dict, metrics: dict, arch: dict[str, Any]) ->
     table = attempts_table(path.parent)
     attempts = (
         "## Attempts at an IOI circuit in attention heads (issue 35)\n"
-        "Models trained by `python -m interp_utils.models.bundled train --out FOLDER` with the levers in the settings "
-        "column (`--tied`, `--extra-names N`, `--own-templates`, `--n-layers`, `--n-heads`; this model: the first "
-        "row), "
-        "each measured by the same `evaluate`: IOI on held-out names and templates (with `--own-templates`: all 15 of "
-        "the paper's), the attention and MLP shares, the name movers and notebook 03's head classes on notebook 03's "
-        "distribution (with `--own-templates`: held-out names in the paper's 15 templates), as above. Issue 35's first "
-        "target, attention writing at least half of the direct logit difference, is met by: "
+        "Models trained by `python -m interp_utils.models.bundled train --out FOLDER` with the flags in the table "
+        "(this model: the first row; seed 0), each measured by the same `evaluate`, on the prompts its *measured on* "
+        "column names: a model trained with `--own-templates` saw none of the paper's 15 templates, so all 15 are held "
+        "out (the issue's condition); the others were trained on 12 of them. Held-out loss is each model's own corpus "
+        "(its IOI templates and its vocabulary), so it does not compare across rows. Issue 35's first target, "
+        "attention writing at least half of the direct logit difference, is met by: "
         f"{', '.join(attention_writers(path.parent)) or 'none of them'}.\n\n"
         + table
         + "\n\n"
-        + (classes_table(path.parent) + "\n\n" if classes_table(path.parent) else "")
+        + (
+            "Circuit roles by notebook 03's rules (`ioi_circuit.head_classes`), each found through the one before it: "
+            "S-inhibition heads by path patching into the name movers' queries, induction and duplicate-token heads "
+            "into the S-inhibition heads' keys and values (told apart by where S2 attends), previous-token heads into "
+            "those induction heads' keys. So 'none' can follow from an earlier column, and these columns are roles in "
+            "the IOI circuit, not notebook 02's scores (the first table's last column).\n\n"
+            + classes_table(path.parent)
+            + "\n\n"
+            if classes_table(path.parent)
+            else ""
+        )
         + (notes.read_text() + "\n" if (notes := path.parent / ATTEMPT_NOTES).exists() else "")
         if table
         else ""
