@@ -188,11 +188,13 @@ def previous_token_heads(
     return [h for h in heads_ if to_induction_keys[h] < -threshold]
 
 
-def head_classes(runs: IOIRuns, threshold: float = PATH_THRESHOLD) -> dict[str, list[Head]]:
+def head_classes(
+    runs: IOIRuns, threshold: float = PATH_THRESHOLD, to_logits: Float[Tensor, "layer head"] | None = None
+) -> dict[str, list[Head]]:
     """Notebook 03's rules, all at once, by path patching on ``runs`` (normalised logit difference): the direct
     classes (with the three strongest carriers as name movers where none prefers IO), S-inhibition heads (→ the name
     movers' queries), induction and duplicate-token heads (→ S-inhibition keys or values), previous-token heads
-    (→ the induction heads' keys)."""
+    (→ the induction heads' keys). ``to_logits``: the sweep to the logits on ``runs``, where the caller has it."""
     model, batch = runs.model, runs.batch
 
     def sweep(receivers: Sequence[Head] | None, mode: Literal["q", "k", "v"] = "q") -> Tensor:
@@ -200,7 +202,7 @@ def head_classes(runs: IOIRuns, threshold: float = PATH_THRESHOLD) -> dict[str, 
 
     attn = {(d, s): mean_attention(runs.clean_cache, batch, d, s) for d, s in
             [("end", "IO"), ("end", "S2"), ("S2", "S1"), ("S2", "S1+1")]}  # fmt: skip
-    to_logits = sweep(None)
+    to_logits = sweep(None) if to_logits is None else to_logits
     _, movers = name_movers(to_logits, attn["end", "IO"], attn["end", "S2"], threshold)
     direct = direct_classes(to_logits, attn["end", "IO"], attn["end", "S2"], threshold)
     s_inhibition = s_inhibition_heads(sweep(movers, "q"), threshold)

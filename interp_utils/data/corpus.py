@@ -31,8 +31,8 @@ from interp_utils.data.ioi import (  # noqa: F401
     TRAIN_TEMPLATES,
     IOIPrompt,
     Order,
-    abba_template,
     make_ioi_prompts,
+    render,
 )
 
 EOT = "<|endoftext|>"
@@ -143,9 +143,7 @@ def story_prompt(t: int, order: Order, io: str, s: str, place: str, obj: str) ->
     repeated subject (its ``template`` field indexes STORY_TEMPLATES)."""
     if order not in ("BABA", "ABBA"):
         raise ValueError(f"Stories come in order 'BABA' or 'ABBA', got {order!r}.")
-    template = STORY_TEMPLATES[t] if order == "BABA" else abba_template(STORY_TEMPLATES[t])
-    text = template.replace("[A]", io).replace("[B]", s).replace("[PLACE]", place).replace("[OBJECT]", obj)
-    return IOIPrompt(text=text, io=io, s=s, template=t, order=order, place=place, obj=obj)
+    return render(t, order, io, s, s, place, obj, STORY_TEMPLATES)
 
 
 def story_prompts(n: int, names: list[str], seed: int = 0) -> list[IOIPrompt]:

@@ -90,9 +90,12 @@ def abba_template(template: str) -> str:
     return template[:first_b] + "[A]" + template[first_b + 3 : first_a] + "[B]" + template[first_a + 3 :]
 
 
-def _render(t: int, order: Order, a: str, b: str, c: str, place: str, obj: str) -> IOIPrompt:
-    """Fill template ``t``; for order "ABC" the subject's second mention is the third name ``c``."""
-    template = BABA_TEMPLATES[t] if order == "BABA" else abba_template(BABA_TEMPLATES[t])
+def render(
+    t: int, order: Order, a: str, b: str, c: str, place: str, obj: str, templates: list[str] = BABA_TEMPLATES
+) -> IOIPrompt:
+    """Fill template ``t`` of ``templates`` (BABA form; the paper's by default) with IO ``a`` and subject ``b``; for
+    order "ABC" the subject's second mention is the third name ``c``."""
+    template = templates[t] if order == "BABA" else abba_template(templates[t])
     head, tail = template.rsplit("[B]", 1)
 
     def sub(part: str) -> str:
@@ -128,7 +131,7 @@ def make_ioi_prompts(
     for i in range(n):
         t = rng.choice(templates)
         a, b, c = rng.sample(names, 3)
-        prompts.append(_render(t, orders[i % len(orders)], a, b, c, rng.choice(PLACES), rng.choice(OBJECTS)))
+        prompts.append(render(t, orders[i % len(orders)], a, b, c, rng.choice(PLACES), rng.choice(OBJECTS)))
     return prompts
 
 
@@ -139,7 +142,7 @@ def corrupt_abc(prompts: list[IOIPrompt], names: list[str] | None = None, seed: 
     out = []
     for p in prompts:
         a, b, c = rng.sample(names, 3)
-        out.append(_render(p.template, "ABC", a, b, c, p.place, p.obj))
+        out.append(render(p.template, "ABC", a, b, c, p.place, p.obj))
     return out
 
 

@@ -221,7 +221,8 @@ def ioi_circuit(
     to_logits = rules.path_sweep(model, batch.tokens, clean_cache, runs.corrupt_cache, runs.change)
     end_io, end_s2 = (rules.mean_attention(clean_cache, batch, "end", src) for src in ("IO", "S2"))
     carriers, movers = rules.name_movers(to_logits, end_io, end_s2)
-    classes = {cls: [f"{layer}.{h}" for layer, h in heads] for cls, heads in rules.head_classes(runs).items()}
+    found = rules.head_classes(runs, to_logits=to_logits)  # the sweep to the logits, not computed twice
+    classes = {cls: [f"{layer}.{h}" for layer, h in heads] for cls, heads in found.items()}
     if not any(end_io[h] > end_s2[h] for h in movers):  # no carrier prefers IO: the rules' stand-ins, named as such
         movers, classes["name mover stand-ins"], classes["name mover"] = [], classes["name mover"], []
     return {

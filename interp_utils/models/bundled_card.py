@@ -72,7 +72,7 @@ def write_card(path: Path, record: dict, metrics: dict, arch: dict[str, Any]) ->
         else ""
     )
 
-    table = attempts_table(path.parent)
+    table, classes_rows = attempts_table(path.parent), classes_table(path.parent)
     attempts = (
         "## Attempts at an IOI circuit in attention heads (issue 35)\n"
         "Models trained by `python -m interp_utils.models.bundled train --out FOLDER` with the flags in the table "
@@ -89,10 +89,8 @@ def write_card(path: Path, record: dict, metrics: dict, arch: dict[str, Any]) ->
             "S-inhibition heads by path patching into the name movers' queries, induction and duplicate-token heads "
             "into the S-inhibition heads' keys and values (told apart by where S2 attends), previous-token heads into "
             "those induction heads' keys. So 'none' can follow from an earlier column, and these columns are roles in "
-            "the IOI circuit, not notebook 02's scores (the first table's last column).\n\n"
-            + classes_table(path.parent)
-            + "\n\n"
-            if classes_table(path.parent)
+            "the IOI circuit, not notebook 02's scores (the first table's last column).\n\n" + classes_rows + "\n\n"
+            if classes_rows
             else ""
         )
         + (notes.read_text() + "\n" if (notes := path.parent / ATTEMPT_NOTES).exists() else "")
