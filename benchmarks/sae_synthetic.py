@@ -1,22 +1,22 @@
 """Benchmark: five SAE architectures against ground truth, trained by this suite and by SAELens, on synthetic data.
 
 SAELens's synthetic generator (``sae_lens.synthetic``) makes activations whose true features are known: by default
-2,048 features in 128 dimensions (a CPU-sized SynthSAEBench, which has 16,384 in 768; notebook 04 uses 512 in 64),
-built by ``interp_utils.dictionaries.synthetic.synthetic_model``: Zipfian firing probabilities, a hierarchy
-(features // 64 trees of depth 2, half of the parents with mutually exclusive children), low-rank correlations, an
-orthogonalised dictionary (not with --fast), noisy magnitudes and a bias. Each architecture (relu, topk, jumprelu,
-batchtopk, matryoshka) is trained by ``interp_utils.dictionaries.sae.train_sae`` and by SAELens's ``SAETrainer``
-with the settings of ``sae_lens.synthetic.train_toy_sae``, on the same stream of samples (drawn once beforehand, so
-that only training is timed; ``--fresh`` draws them during training instead, SAELens through ``train_toy_sae``
-itself), with the same width, batch, learning rate and k (the target L0) for the TopK family; the L1 and L0
-coefficients of relu and jumprelu, in each trainer's own units, are flags: the defaults gave L0 30 to 105 at
-``--fast`` on this machine, not yet 25 (a short run's L0 moves steeply and unevenly with them). Every SAE is then
+SynthSAEBench-16k's generator scaled down eight times, as notebook 04 uses it (2,048 features in 96 dimensions, SAEs of
+a quarter as many latents, k = the true L0 of their most frequent features), built by
+``interp_utils.dictionaries.synthetic.synthetic_model`` (its docstring lists the settings; not orthogonalised with
+--fast). Each architecture (relu, topk, jumprelu, batchtopk, matryoshka) is trained by
+``interp_utils.dictionaries.sae.train_sae`` and by SAELens's ``SAETrainer`` with the settings of
+``sae_lens.synthetic.train_toy_sae``, on the same stream of samples (drawn once beforehand, so that only training is
+timed; ``--fresh`` draws them during training instead, SAELens through ``train_toy_sae`` itself), with the same
+width, batch, learning rate and k for the TopK family; the L1 and L0 coefficients of relu and jumprelu, in each
+trainer's own units, are flags (a short run's L0 moves steeply with them; notebook 04 steers them to k with
+``interp_utils.dictionaries.l0_target.L0Target`` and gives SAELens the converted values instead). Every SAE is then
 measured as a SAELens inference SAE (ours through ``interp_utils.dictionaries.saelens_format.to_saelens``, SAELens's
 through ``save_inference_model`` and ``SAE.load_from_disk``) by ``sae_lens.synthetic.eval_sae_on_synthetic_data``:
 L0, dead latents, explained variance, F1 of latents as feature detectors, MCC and uniqueness of the decoder against
 the true features, and shrinkage.
 
-    python benchmarks/sae_synthetic.py --fast            # 150k samples per SAE: ~15 minutes on two busy CPU cores
+    python benchmarks/sae_synthetic.py --fast            # 150k samples per SAE
     python benchmarks/sae_synthetic.py                   # 2M samples per SAE
     python benchmarks/sae_synthetic.py --fast --only relu jumprelu --l1 3 --l1-lens 0.8
 """
@@ -73,9 +73,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=None, help="training samples per SAE (default 2M; fast 150k)")
     parser.add_argument("--eval-samples", type=int, default=None, help="default 100k; fast 10k")
     parser.add_argument("--features", type=int, default=2048, help="true features of the synthetic model")
-    parser.add_argument("--dim", type=int, default=128, help="its hidden dimension")
-    parser.add_argument("--d-sae", type=int, default=None, help="SAE width (default: the number of features)")
-    parser.add_argument("--k", type=int, default=25, help="the target L0: k of topk, batchtopk and matryoshka")
+    parser.add_argument("--dim", type=int, default=96, help="its hidden dimension")
+    parser.add_argument("--d-sae", type=int, default=None, help="SAE width (default: a quarter of the features)")
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        help="k of topk, batchtopk and matryoshka (default: the true L0 "
+        "of the d-sae most frequent features, as SynthSAEBench)",
+    )
     parser.add_argument("--l1", type=float, default=5.25, help="our relu's L1 coefficient (inputs scaled inside)")
     parser.add_argument("--l1-lens", type=float, default=1.08, help="SAELens's relu's L1 coefficient (raw inputs)")
     parser.add_argument("--l0-coeff", type=float, default=3.0, help="our jumprelu's L0 coefficient")
@@ -95,15 +101,16 @@ def main(argv: list[str] | None = None) -> None:
     args.samples = args.samples or (150_000 if args.fast else 2_000_000)
     args.eval_samples = args.eval_samples or (10_000 if args.fast else 100_000)
     args.ortho_steps = (0 if args.fast else 100) if args.ortho_steps is None else args.ortho_steps
-    args.d_sae = args.d_sae or args.features
+    args.d_sae = args.d_sae or max(1, args.features // 4)
 
     start = time.perf_counter()
     synth = synth_lib.synthetic_model(args.features, args.dim, args.seed, args.ortho_steps)
+    args.k = args.k or max(1, round(synth_lib.width_l0(synth, args.d_sae, args.eval_samples, seed=args.seed + 1)))
     torch.manual_seed(args.seed)
     pool = None if args.fresh else torch.cat([synth.sample(args.batch) for _ in range(args.samples // args.batch)])
     print(
         f"synthetic model: {args.features} features in {args.dim} dimensions, built and {args.samples:,} samples "
-        f"drawn in {time.perf_counter() - start:.1f}s; SAEs of {args.d_sae} latents, batch {args.batch}, "
+        f"drawn in {time.perf_counter() - start:.1f}s; SAEs of {args.d_sae} latents, k {args.k}, batch {args.batch}, "
         f"lr {args.lr}, {torch.get_num_threads()} CPU threads"
     )
     header = f"{'architecture / trainer':<22}{'L0':>7}{'dead':>6}{'EV':>8}{'F1':>7}{'MCC':>7}{'uniq':>7}{'shrink':>8}"

@@ -1,9 +1,12 @@
 """interp_utils.dictionaries.synthetic: SAELens's synthetic ground truth, trained on by both trainers."""
 
+import math
+
 import pytest
 import torch
 
 from interp_utils.dictionaries import synthetic
+from interp_utils.dictionaries.l0_target import L0Target
 from interp_utils.dictionaries.saelens_format import to_saelens
 
 pytestmark = pytest.mark.unit
@@ -20,9 +23,17 @@ def test_bad_settings_say_what_to_do(synth):
     with pytest.raises(ValueError, match="unknown architecture"):
         synthetic.saelens_sae("gated", 16, 128)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="must exceed dim"):
-        synthetic.synthetic_model(features=64, dim=64)
-    with pytest.raises(ValueError, match="at least 64"):
-        synthetic.synthetic_model(features=32, dim=8)
+        synthetic.synthetic_model(features=128, dim=128)
+    with pytest.raises(ValueError, match="at least 128"):
+        synthetic.synthetic_model(features=64, dim=8)
+    with pytest.raises(ValueError, match="width must be between"):
+        synthetic.width_l0(synth, 0)
+    with pytest.raises(ValueError, match="samples >= batch"):
+        next(synthetic.pool_batches(torch.zeros(10, 16), 64))
+    with pytest.raises(ValueError, match="positive L0"):
+        L0Target(0)
+    with pytest.raises(ValueError, match="has none"):
+        synthetic.train_suite(synthetic.suite_sae("topk", 16, 128, k=4), synth, 512, 256, control=L0Target(4))
     with pytest.raises(ValueError, match="BatchTopK"):
         synthetic.silent_latents(synthetic.suite_sae("topk", 16, 128, k=4), synth, samples=64)
     with pytest.raises(ValueError, match="samples >= batch"):
@@ -85,6 +96,8 @@ def test_the_saelens_settings_are_train_toy_saes(synth, monkeypatch):
     )
     ours = synthetic.saelens_trainer_config(4096, 256, 1e-3)
     theirs = seen["cfg"]
+    decayed = synthetic.saelens_trainer_config(4096, 256, 1e-3, lr_decay=0.25, dead_window=7)
+    assert (decayed.lr_decay_steps, decayed.dead_feature_window) == (4, 7)
     for field in (
         "total_training_samples",
         "lr",
@@ -116,3 +129,69 @@ def test_both_trainers_train_every_architecture_and_are_scored(synth, architectu
         assert 0 <= r["mcc"] <= 1 and 0 <= r["f1"] <= 1 and 0 <= r["dead"] <= 128
     if architecture == "topk":  # L0 = k exactly (BatchTopK's threshold needs more than four steps to settle)
         assert synthetic.evaluate(ours, synth, samples=512)["l0"] == pytest.approx(4, abs=0.05)
+
+
+def test_the_generator_keeps_synthsaebenchs_structure():
+    """Trees of mutually exclusive children: with the hierarchy, siblings never fire together; without it, they do,
+    and more features fire (nothing gates them). k for a width is the true L0 of its most frequent features."""
+    tree = synthetic.synthetic_model(features=256, dim=16, seed=0, ortho_steps=0)
+    flat = synthetic.synthetic_model(features=256, dim=16, seed=0, ortho_steps=0, hierarchy=False)
+    assert synthetic.true_l0(flat, 4000) > synthetic.true_l0(tree, 4000)
+    assert synthetic.width_l0(tree, 64, 4000) < synthetic.width_l0(tree, 256, 4000)
+    assert synthetic.width_l0(tree, 256, 4000) == pytest.approx(synthetic.true_l0(tree, 4000), rel=1e-5)
+    assert synthetic.matryoshka_prefixes(512) == [16, 64, 256, 512]
+
+
+def test_the_pool_is_drawn_once_and_reshuffled_each_pass(synth):
+    pool = synthetic.sample_pool(synth, 1000, seed=0)
+    assert pool.shape == (1000, 16) and torch.equal(pool, synthetic.sample_pool(synth, 1000, seed=0))
+    batches = synthetic.pool_batches(pool, 250, seed=0)
+    first_pass = torch.cat([next(batches) for _ in range(4)])
+    second_pass = torch.cat([next(batches) for _ in range(4)])
+    rows = {tuple(r.tolist()) for r in pool}
+    assert {tuple(r.tolist()) for r in first_pass} == rows  # every sample once per pass
+    assert not torch.equal(first_pass, second_pass)
+
+
+def test_l0_target_steers_the_coefficient_towards_its_target(synth):
+    """A ReLU SAE whose L0 sits above the target gets a larger coefficient, one below it a smaller one; the
+    steered SAE ends nearer the target than the same SAE left alone."""
+    pool = synthetic.sample_pool(synth, 8192, seed=0)
+    l0 = {}
+    for target in (None, 2.0):
+        torch.manual_seed(0)
+        sae = synthetic.suite_sae("relu", 16, 128, l1=0.5)
+        steer = None if target is None else L0Target(target, gain=0.05)
+        lens = synthetic.train_suite(sae, synth, 8192 * 3, 256, 3e-3, synthetic.pool_batches(pool, 256), control=steer)
+        l0[target] = synthetic.evaluate(lens, synth, 2000)["l0"]
+        if steer is not None:
+            assert steer.scale > 1 and steer.steps == 96
+    assert l0[None] > 4 and abs(l0[2.0] - 2.0) < abs(l0[None] - 2.0) / 2
+    low = L0Target(50.0)
+    torch.manual_seed(0)
+    synthetic.train_suite(synthetic.suite_sae("jumprelu", 16, 128), synth, 2048, 256, control=low)
+    assert low.scale < 1
+
+
+def test_saelens_like_converts_the_settings_to_raw_units(synth):
+    """Inputs are divided by in_scale here and not in SAELens: its L1 coefficient is ours times the scale, its L0
+    coefficient ours times the scale squared, thresholds and bandwidth times the scale; the TopK family keeps k."""
+    torch.manual_seed(0)
+    relu, jump = synthetic.suite_sae("relu", 16, 128, l1=2.0), synthetic.suite_sae("jumprelu", 16, 128, l0_coeff=3.0)
+    for sae in (relu, jump):
+        sae.in_scale.fill_(2.0)
+    steer = L0Target(4)
+    steer.log_scale = math.log(0.5)
+    lens_relu = synthetic.saelens_like(relu, steps=100, control=steer)
+    assert lens_relu.cfg.l1_coefficient == pytest.approx(2.0 * 0.5 * 2.0) and lens_relu.cfg.l1_warm_up_steps == 5
+    lens_jump = synthetic.saelens_like(jump, steps=100)
+    assert lens_jump.cfg.l0_coefficient == pytest.approx(3.0 * 4.0)
+    assert lens_jump.cfg.jumprelu_init_threshold == pytest.approx(jump.cfg.init_threshold * 2.0)
+    assert lens_jump.cfg.jumprelu_bandwidth == pytest.approx(jump.cfg.bandwidth * 2.0)
+    mat = synthetic.saelens_like(synthetic.suite_sae("matryoshka", 16, 128, k=3), steps=100)
+    assert mat.cfg.k == 3 and list(mat.cfg.matryoshka_widths) == synthetic.matryoshka_prefixes(128)
+    # this suite: dead after ceil(window / batch) steps without firing; SAELens: after more than dead_window steps
+    assert relu.cfg.dead_tokens == 200_000
+    assert synthetic.dead_window(relu, samples=10**7, batch=500) == 399
+    assert synthetic.dead_window(relu, samples=10**7, batch=512) == 390
+    assert synthetic.dead_window(relu, samples=4000, batch=500) == 1

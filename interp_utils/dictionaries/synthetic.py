@@ -1,11 +1,13 @@
 """Ground truth at scale: SAEs trained on SAELens's synthetic activations, whose true features are known.
 
-``sae_lens.synthetic`` generates activations as sparse, non-negative combinations of known feature directions (a
-SynthSAEBench-style model: Zipfian firing probabilities, a hierarchy of parent and child features, low-rank
-correlations, noisy magnitudes, a bias). This module builds a CPU-sized one, trains any of the five architectures
-on it with this suite's trainer (:func:`train_suite`) or with SAELens's (:func:`train_saelens`, its own
-``train_toy_sae``), and scores either with SAELens's ``eval_sae_on_synthetic_data`` (:func:`evaluate`). Notebook 04
-and ``benchmarks/sae_synthetic.py`` both use it.
+``sae_lens.synthetic`` generates activations as sparse, non-negative combinations of known feature directions.
+This module builds SynthSAEBench-16k's generator at a CPU's size (:func:`synthetic_model`: Zipfian firing, a deep
+hierarchy of mutually exclusive children, low-rank correlations, noisy magnitudes, a bias), draws a pool of samples
+once (:func:`sample_pool`), trains any of the five architectures on it with this suite's trainer
+(:func:`train_suite`; ReLU and JumpReLU steered to a target L0 by ``l0_target.L0Target``, as SynthSAEBench does)
+or with SAELens's (:func:`train_saelens`, with :func:`saelens_like` giving it the same settings in its own units),
+and scores either with SAELens's ``eval_sae_on_synthetic_data`` (:func:`evaluate`). Notebook 04 and
+``benchmarks/sae_synthetic.py`` both use it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from sae_lens import (
 )
 from sae_lens.config import LoggingConfig, SAETrainerConfig
 from sae_lens.synthetic import (
+    FoldedNormalMagnitudeConfig,
     HierarchyConfig,
+    LinearMagnitudeConfig,
     SyntheticModel,
     SyntheticModelConfig,
     ZipfianFiringProbabilityConfig,
@@ -42,7 +46,9 @@ from sae_lens.synthetic import (
 from sae_lens.synthetic.synthetic_model import LowRankCorrelationConfig, OrthogonalizationConfig
 from sae_lens.training.sae_trainer import SAETrainer
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from interp_utils.dictionaries.l0_target import L0Target
 from interp_utils.dictionaries.sae import SAE, SAEConfig, train_sae
 from interp_utils.dictionaries.saelens_format import to_saelens
 
@@ -54,45 +60,89 @@ EVAL_BATCH = 5000  # evaluate draws its samples in batches of this size
 METRICS = ("l0", "dead", "explained_variance", "f1", "mcc", "uniqueness", "shrinkage")
 
 
-def synthetic_model(features: int = 512, dim: int = 64, seed: int = 0, ortho_steps: int = 100) -> SyntheticModel:
-    """A SynthSAEBench-style generator: ``features`` true directions in ``dim`` dimensions.
+SYNTHSAEBENCH_FEATURES, SYNTHSAEBENCH_DIM, SYNTHSAEBENCH_WIDTH = 16_384, 768, 4096  # SynthSAEBench-16k, its SAEs
 
-    Zipfian firing probabilities (exponent 1, from 0.4 down to 0.01), a hierarchy (``max(2, features // 64)``
-    trees, branching 4, depth 2, half of the parents with mutually exclusive children; SAELens raises some children's
-    probabilities to make up for their parents' and clamps those that pass 1, with a warning), rank-16 correlations,
-    magnitudes 1 ± 0.15, a bias, and (``ortho_steps`` > 0) the directions pushed apart before use, as SynthSAEBench
-    does. SynthSAEBench-16k itself differs beyond its size: Zipf exponent 0.5, depth 3, all siblings exclusive, rank
-    25, true L0 about 34. At least 64 features, so that the hierarchy has trees of its full size.
+
+def synthetic_model(
+    features: int = 2048, dim: int = 96, seed: int = 0, ortho_steps: int = 100, hierarchy: bool = True
+) -> SyntheticModel:
+    """SynthSAEBench-16k's generator, scaled down: ``features`` true directions in ``dim`` dimensions.
+
+    Every setting is SynthSAEBench-16k's (``decoderesearch/synth-sae-bench-experiments``, ``common.py``) but the
+    sizes: Zipfian firing probabilities (exponent 0.5, from 0.4 down to 5e-4), a hierarchy of ``features * 128 //
+    16384`` trees (at least one), branching 4, depth 3, every parent's children mutually exclusive, probabilities
+    compensated for the gating and children scaled by their parent's activation, rank-25 correlations (scale 0.1),
+    mean magnitudes from 5 (frequent) to 4 (rare) with folded-normal spread, a bias of 0.5, and (``ortho_steps`` > 0)
+    the directions pushed apart before use. The defaults keep its ratio of features to dimensions (2,048 / 96 = 21.3;
+    16,384 / 768 = 21.3). With fewer features the Zipfian tail is shorter, so the true L0 is smaller than its 34.
+    ``hierarchy=False`` leaves the trees out (every feature fires on its own; a control for what the hierarchy does).
     """
-    if features < 64 or dim < 2:
-        raise ValueError(f"features must be at least 64 and dim at least 2 (got {features} and {dim})")
+    if features < 128 or dim < 2:
+        raise ValueError(f"features must be at least 128 (one tree) and dim at least 2 (got {features} and {dim})")
     if features <= dim:
         raise ValueError(f"features ({features}) must exceed dim ({dim}): otherwise there is no superposition")
     return SyntheticModel(
         SyntheticModelConfig(
             num_features=features,
             hidden_dim=dim,
-            firing_probability=ZipfianFiringProbabilityConfig(exponent=1.0, max_prob=0.4, min_prob=0.01),
-            hierarchy=HierarchyConfig(
-                total_root_nodes=max(2, features // 64),
+            firing_probability=ZipfianFiringProbabilityConfig(exponent=0.5, max_prob=0.4, min_prob=5e-4),
+            hierarchy=None
+            if not hierarchy
+            else HierarchyConfig(
+                total_root_nodes=max(1, features * 128 // SYNTHSAEBENCH_FEATURES),
                 branching_factor=4,
-                max_depth=2,
-                mutually_exclusive_portion=0.5,
+                max_depth=3,
+                mutually_exclusive_portion=1.0,
+                mutually_exclusive_min_depth=0,
                 compensate_probabilities=True,
+                scale_children_by_parent=True,
             ),
-            correlation=LowRankCorrelationConfig(rank=16, correlation_scale=0.1, seed=seed),
-            orthogonalization=OrthogonalizationConfig(num_steps=ortho_steps) if ortho_steps else None,
-            std_firing_magnitudes=0.15,
-            mean_firing_magnitudes=1.0,
-            bias=1.0,
+            correlation=LowRankCorrelationConfig(rank=25, correlation_scale=0.1, seed=seed),
+            orthogonalization=OrthogonalizationConfig(num_steps=ortho_steps, lr=3e-4) if ortho_steps else None,
+            mean_firing_magnitudes=LinearMagnitudeConfig(start=5.0, end=4.0),
+            std_firing_magnitudes=FoldedNormalMagnitudeConfig(mean=0.5, std=0.5),
+            bias=0.5,
             seed=seed,
         )
     )
 
 
 def matryoshka_prefixes(d_sae: int) -> list[int]:
-    """The nested dictionary sizes both trainers use: a sixteenth, a quarter, all."""
-    return [d_sae // 16, d_sae // 4, d_sae]
+    """The nested dictionary sizes both trainers use: SynthSAEBench's 128, 512, 2,048 and 4,096 of its 4,096
+    latents, as fractions (1/32, 1/8, 1/2, all)."""
+    return [max(1, d_sae // 32), max(1, d_sae // 8), max(1, d_sae // 2), d_sae]
+
+
+@torch.no_grad()
+def width_l0(synth: SyntheticModel, width: int, samples: int = 20_000, seed: int = 1) -> float:
+    """The true L0 of the generator's ``width`` most frequently firing features: what an SAE of that width can
+    hope to represent, and SynthSAEBench's k (25 for the 4,096 most frequent of SynthSAEBench-16k's features)."""
+    if not 1 <= width <= synth.feature_dict.feature_vectors.shape[0]:
+        raise ValueError(f"width must be between 1 and the number of features (got {width})")
+    feats, _ = _evaluation_samples(synth, samples, seed)
+    rates = (feats > 0).float().mean(0)
+    return rates.sort(descending=True).values[:width].sum().item()
+
+
+def sample_pool(synth: SyntheticModel, samples: int, seed: int = 0, progress: bool = False) -> Tensor:
+    """``samples`` activations drawn once (generating is the slow part on a CPU: every SAE then trains on the same
+    ones; SynthSAEBench draws fresh samples for every step)."""
+    if samples < 1:
+        raise ValueError(f"samples must be positive (got {samples})")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        chunks = range(0, samples, EVAL_BATCH)
+        return torch.cat([synth.sample(min(EVAL_BATCH, samples - i)) for i in tqdm(chunks, disable=not progress)])
+
+
+def pool_batches(pool: Tensor, batch: int, seed: int = 0) -> Iterator[Tensor]:
+    """Batches from the pool, reshuffled each pass, without end (the same order for every SAE given ``seed``)."""
+    _check_budget(len(pool), batch)
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(len(pool), generator=g)
+        for i in range(0, len(pool) - batch + 1, batch):
+            yield pool[order[i : i + batch]]
 
 
 def _architecture(architecture: str) -> Architecture:
@@ -168,21 +218,69 @@ def train_suite(
     lr: float = 3e-3,
     data: Iterator[Tensor] | None = None,
     progress: bool = False,
+    control: L0Target | None = None,
 ) -> Any:
     """Train this suite's ``sae`` in place on ``samples`` activations (fresh from ``synth`` unless ``data`` gives
-    them); returns it as a SAELens inference SAE, ready for :func:`evaluate`."""
+    them; ``control`` steers a ReLU or JumpReLU SAE's coefficient to its target L0); returns it as a SAELens
+    inference SAE, ready for :func:`evaluate`."""
     _check_budget(samples, batch)
-    train_sae(sae, data or sampled_batches(synth, batch), samples, batch_size=batch, lr=lr, progress=progress)
+    data = data or sampled_batches(synth, batch)
+    train_sae(sae, data, samples, batch_size=batch, lr=lr, progress=progress, step_fn=control)
     return to_saelens(sae)
 
 
-def saelens_trainer_config(samples: int, batch: int, lr: float) -> SAETrainerConfig:
-    """What ``train_toy_sae`` configures: a constant learning rate, no warm-up, no evaluations or checkpoints."""
+def dead_window(sae: SAE, samples: int, batch: int) -> int:
+    """SAELens's ``dead_feature_window`` for the rule this suite's trainer uses: ``train_sae`` calls a latent dead once
+    it has not fired for ``min(cfg.dead_tokens, samples // 4)`` samples, i.e. after ``ceil(that / batch)`` steps;
+    SAELens once it has not fired for more than ``dead_feature_window`` steps (its default is 1,000)."""
+    window = min(sae.cfg.dead_tokens, samples // 4)
+    return max(1, -(-window // batch) - 1)
+
+
+def saelens_like(suite: SAE, steps: int, control: L0Target | None = None, warmup: float = 0.05) -> Any:
+    """SAELens's training SAE with the settings of a trained ``suite`` SAE, converted to raw inputs (this suite
+    divides inputs by ``in_scale``, SAELens does not): the same width, k and prefixes; for relu the L1 coefficient
+    (x ``control.scale`` if it was steered) times ``in_scale``; for jumprelu the L0 coefficient times ``in_scale**2``
+    and the initial threshold and bandwidth times ``in_scale`` (pre-activations with unit-norm decoder rows in raw
+    units are ``in_scale`` times this suite's); the coefficient warmed up over the same share of
+    the ``steps``. Trained on the same data with :func:`train_saelens` (same schedule, same dead window), the two
+    optimise the same loss up to the factor ``in_scale**2``; what still differs is each trainer's own: SAELens clips
+    the gradient norm at 1 and starts ``b_dec`` at zero (this suite at the data's geometric median), and Adam's steps
+    are in each one's units. A steered coefficient is fixed at its final value here."""
+    cfg, s = suite.cfg, suite.in_scale.item()
+    scale = control.scale if control is not None else 1.0
+    device = str(suite.W_dec.device)
+    size: dict[str, Any] = {"d_in": cfg.d_in, "d_sae": cfg.d_sae, "device": device}
+    if cfg.architecture == "relu":
+        c = cfg.l1_coeff * scale * s
+        return StandardTrainingSAE(
+            StandardTrainingSAEConfig(**size, l1_coefficient=c, l1_warm_up_steps=int(warmup * steps))
+        )
+    if cfg.architecture == "jumprelu":
+        return JumpReLUTrainingSAE(
+            JumpReLUTrainingSAEConfig(
+                **size,
+                l0_coefficient=cfg.l0_coeff * scale * s**2,
+                jumprelu_init_threshold=cfg.init_threshold * s,
+                jumprelu_bandwidth=cfg.bandwidth * s,
+                l0_warm_up_steps=int(warmup * steps),
+            )
+        )
+    return saelens_sae(cfg.architecture, cfg.d_in, cfg.d_sae, k=cfg.k, device=device)
+
+
+def saelens_trainer_config(
+    samples: int, batch: int, lr: float, lr_decay: float = 0.0, dead_window: int = 1000
+) -> SAETrainerConfig:
+    """What ``train_toy_sae`` configures (a constant learning rate, no warm-up, no evaluations or checkpoints,
+    latents dead after 1,000 steps); ``lr_decay`` > 0 adds this suite's schedule (linear to 0 over that last share
+    of training) and ``dead_window`` sets the steps after which a latent counts as dead."""
+    steps = samples // batch
     return SAETrainerConfig(
         n_checkpoints=0,
         checkpoint_path=None,
         save_final_checkpoint=False,
-        total_training_samples=samples // batch * batch,
+        total_training_samples=steps * batch,
         device="cpu",
         autocast=False,
         lr=lr,
@@ -191,10 +289,10 @@ def saelens_trainer_config(samples: int, batch: int, lr: float) -> SAETrainerCon
         lr_warm_up_steps=0,
         adam_beta1=0.9,
         adam_beta2=0.999,
-        lr_decay_steps=0,
+        lr_decay_steps=int(lr_decay * steps),
         n_restart_cycles=1,
         train_batch_size_samples=batch,
-        dead_feature_window=1000,
+        dead_feature_window=dead_window,
         feature_sampling_window=2000,
         logger=LoggingConfig(log_to_wandb=False, eval_every_n_wandb_logs=2**31 - 1),
         n_batches_for_norm_estimate=1000,
@@ -208,14 +306,18 @@ def train_saelens(
     batch: int = 1024,
     lr: float = 3e-3,
     data: Iterator[Tensor] | None = None,
+    lr_decay: float = 0.0,
+    dead_window: int = 1000,
 ) -> Any:
-    """Train SAELens's ``sae`` in place with its own trainer (``train_toy_sae`` on fresh samples; with ``data``, the
-    same trainer settings on those batches); returns the SAELens inference SAE it saves."""
+    """Train SAELens's ``sae`` in place with its own trainer: ``train_toy_sae`` on fresh samples with its own
+    settings, else :func:`saelens_trainer_config`'s on ``data`` (or fresh samples); returns the SAELens inference
+    SAE it saves."""
     _check_budget(samples, batch)
-    if data is None:
+    if data is None and lr_decay == 0.0 and dead_window == 1000:
         train_toy_sae(sae, synth.feature_dict, synth.activation_generator, samples, batch, lr)
     else:
-        SAETrainer(cfg=saelens_trainer_config(samples, batch, lr), sae=sae, data_provider=data).fit()
+        cfg = saelens_trainer_config(samples, batch, lr, lr_decay, dead_window)
+        SAETrainer(cfg=cfg, sae=sae, data_provider=data or sampled_batches(synth, batch)).fit()
     with tempfile.TemporaryDirectory() as folder:
         sae.save_inference_model(folder)
         return LensSAE.load_from_disk(folder)
