@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -46,15 +45,9 @@ def theirs(architecture: synth_lib.Architecture, args: argparse.Namespace) -> An
     )
 
 
-def pool_batches(pool: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
-    """The drawn samples in order, batch after batch (both trainers see the same stream)."""
-    for i in range(0, len(pool) - batch + 1, batch):
-        yield pool[i : i + batch]
-
-
 def train(trainer: str, model: Any, synth: SyntheticModel, pool: torch.Tensor | None, args: argparse.Namespace) -> Any:
     """Train in place; returns the SAELens inference SAE to evaluate."""
-    data = pool_batches(pool, args.batch) if pool is not None else None
+    data = synth_lib.pool_batches(pool, args.batch, seed=args.seed) if pool is not None else None
     if trainer == "ours":
         return synth_lib.train_suite(model, synth, args.samples, args.batch, args.lr, data)
     return synth_lib.train_saelens(model, synth, args.samples, args.batch, args.lr, data)
@@ -106,8 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     synth = synth_lib.synthetic_model(args.features, args.dim, args.seed, args.ortho_steps)
     args.k = args.k or max(1, round(synth_lib.width_l0(synth, args.d_sae, args.eval_samples, seed=args.seed + 1)))
-    torch.manual_seed(args.seed)
-    pool = None if args.fresh else torch.cat([synth.sample(args.batch) for _ in range(args.samples // args.batch)])
+    pool = None if args.fresh else synth_lib.sample_pool(synth, args.samples, seed=args.seed)
     print(
         f"synthetic model: {args.features} features in {args.dim} dimensions, built and {args.samples:,} samples "
         f"drawn in {time.perf_counter() - start:.1f}s; SAEs of {args.d_sae} latents, k {args.k}, batch {args.batch}, "

@@ -60,7 +60,8 @@ EVAL_BATCH = 5000  # evaluate draws its samples in batches of this size
 METRICS = ("l0", "dead", "explained_variance", "f1", "mcc", "uniqueness", "shrinkage")
 
 
-SYNTHSAEBENCH_FEATURES, SYNTHSAEBENCH_DIM, SYNTHSAEBENCH_WIDTH = 16_384, 768, 4096  # SynthSAEBench-16k, its SAEs
+SYNTHSAEBENCH_FEATURES = 16_384  # SynthSAEBench-16k's true features (its trees scale with them)
+SAELENS_DEAD_WINDOW = 1000  # steps: SAELens's dead_feature_window, as train_toy_sae sets it
 
 
 def synthetic_model(
@@ -270,7 +271,7 @@ def saelens_like(suite: SAE, steps: int, control: L0Target | None = None, warmup
 
 
 def saelens_trainer_config(
-    samples: int, batch: int, lr: float, lr_decay: float = 0.0, dead_window: int = 1000
+    samples: int, batch: int, lr: float, lr_decay: float = 0.0, dead_window: int = SAELENS_DEAD_WINDOW
 ) -> SAETrainerConfig:
     """What ``train_toy_sae`` configures (a constant learning rate, no warm-up, no evaluations or checkpoints,
     latents dead after 1,000 steps); ``lr_decay`` > 0 adds this suite's schedule (linear to 0 over that last share
@@ -307,13 +308,13 @@ def train_saelens(
     lr: float = 3e-3,
     data: Iterator[Tensor] | None = None,
     lr_decay: float = 0.0,
-    dead_window: int = 1000,
+    dead_window: int = SAELENS_DEAD_WINDOW,
 ) -> Any:
     """Train SAELens's ``sae`` in place with its own trainer: ``train_toy_sae`` on fresh samples with its own
     settings, else :func:`saelens_trainer_config`'s on ``data`` (or fresh samples); returns the SAELens inference
     SAE it saves."""
     _check_budget(samples, batch)
-    if data is None and lr_decay == 0.0 and dead_window == 1000:
+    if data is None and lr_decay == 0.0 and dead_window == SAELENS_DEAD_WINDOW:
         train_toy_sae(sae, synth.feature_dict, synth.activation_generator, samples, batch, lr)
     else:
         cfg = saelens_trainer_config(samples, batch, lr, lr_decay, dead_window)

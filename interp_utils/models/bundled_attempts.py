@@ -36,7 +36,7 @@ def attempt_row(folder: Path, lever: str) -> dict[str, Any]:
         else "held-out names; IOI on the 3 held-out paper templates, circuit on the 12 training ones",
         "settings": f"{arch['n_layers']} layers x {arch['n_heads']} heads, tied {bool(record.get('tied'))}, "
         f"{record.get('extra_names', 0)} extra names, "
-        f"{'own templates' if record.get('own_templates') else 'paper templates'}, {record['steps']} steps, "
+        f"{'own templates' if own else 'paper templates'}, {record['steps']} steps, "
         f"seed {record['seed']}",
         "train_minutes": round(record["train_seconds"] / 60, 1),
         "heldout_loss": metrics["heldout_loss"],
