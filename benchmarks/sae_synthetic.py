@@ -7,14 +7,14 @@ a quarter as many latents, k = the true L0 of their most frequent features), bui
 --fast). Each architecture (relu, topk, jumprelu, batchtopk, matryoshka) is trained by
 ``interp_utils.dictionaries.sae.train_sae`` and by SAELens's ``SAETrainer`` with the settings of
 ``sae_lens.synthetic.train_toy_sae``, on the same stream of samples (drawn once beforehand, so that only training is
-timed; ``--fresh`` draws them during training instead, SAELens through ``train_toy_sae`` itself), with the same
-width, batch, learning rate and k for the TopK family; the L1 and L0 coefficients of relu and jumprelu, in each
-trainer's own units, are flags (a short run's L0 moves steeply with them; notebook 04 steers them to k with
-``interp_utils.dictionaries.l0_target.L0Target`` and gives SAELens the converted values instead). Every SAE is then
-measured as a SAELens inference SAE (ours through ``interp_utils.dictionaries.saelens_format.to_saelens``, SAELens's
-through ``save_inference_model`` and ``SAE.load_from_disk``) by ``sae_lens.synthetic.eval_sae_on_synthetic_data``:
-L0, dead latents, explained variance, F1 of latents as feature detectors, MCC and uniqueness of the decoder against
-the true features, and shrinkage.
+timed; ``--fresh`` draws them during training instead, SAELens through ``train_toy_sae`` itself), with the same width,
+batch, learning rate, gradient clip (SAELens's, always on in its trainer) and k for the TopK family; the L1 and L0
+coefficients of relu and jumprelu, in each trainer's own units, are flags (a short run's L0 moves steeply with them;
+notebook 04 steers them to k with ``interp_utils.dictionaries.l0_target.L0Target`` and gives SAELens the converted
+values instead). Every SAE is then measured as a SAELens inference SAE (ours through
+``interp_utils.dictionaries.saelens_format.to_saelens``, SAELens's through ``save_inference_model`` and
+``SAE.load_from_disk``) by ``sae_lens.synthetic.eval_sae_on_synthetic_data``: L0, dead latents, explained variance, F1
+of latents as feature detectors, MCC and uniqueness of the decoder against the true features, and shrinkage.
 
     python benchmarks/sae_synthetic.py --fast            # 150k samples per SAE
     python benchmarks/sae_synthetic.py                   # 2M samples per SAE
@@ -49,7 +49,8 @@ def train(trainer: str, model: Any, synth: SyntheticModel, pool: torch.Tensor | 
     """Train in place; returns the SAELens inference SAE to evaluate."""
     data = synth_lib.pool_batches(pool, args.batch, seed=args.seed) if pool is not None else None
     if trainer == "ours":
-        return synth_lib.train_suite(model, synth, args.samples, args.batch, args.lr, data)
+        clip = synth_lib.SAELENS_MAX_GRAD_NORM  # SAELens's trainer always clips at it: so does ours here
+        return synth_lib.train_suite(model, synth, args.samples, args.batch, args.lr, data, max_grad_norm=clip)
     return synth_lib.train_saelens(model, synth, args.samples, args.batch, args.lr, data)
 
 

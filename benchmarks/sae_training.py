@@ -1,10 +1,11 @@
 """Benchmark: SAE training throughput of interp_utils.dictionaries.sae.train_sae against SAELens's SAETrainer.
 
 Both train each of the five architectures (TopK; ReLU + L1, SAELens's "standard"; JumpReLU; BatchTopK; Matryoshka
-BatchTopK) with the same width, k (or L1 / L0 coefficient), batch size, learning rate and number of tokens, from the
-same tensor of the bundled model's residual-stream activations, on this machine. Activations are collected once
-beforehand, so only training is timed. Prints tokens per second for each, their ratio, and each SAE's L0 and
-explained variance on held-out activations (measured by the same code) so that a faster trainer is not a worse one.
+BatchTopK) with the same width, k (or L1 / L0 coefficient), batch size, learning rate, gradient clip (SAELens's, norm 1
+in the model's units) and number of tokens, from the same tensor of the bundled model's residual-stream activations,
+on this machine. Activations are collected once beforehand, so only training is timed. Prints tokens per second for
+each, their ratio, and each SAE's L0 and explained variance on held-out activations (measured by the same code) so
+that a faster trainer is not a worse one.
 
     python benchmarks/sae_training.py                    # 2M tokens, 1024 latents
     python benchmarks/sae_training.py --tokens 500000 --d-sae 4096
@@ -95,7 +96,13 @@ def main(argv: list[str] | None = None) -> None:
     for name, (ours, theirs) in pairs.items():
         _, ours_s = timed(
             lambda ours=ours: sae.train_sae(
-                ours, batches(data, args.batch, 0), args.tokens, batch_size=args.batch, lr=args.lr, progress=False
+                ours,
+                batches(data, args.batch, 0),
+                args.tokens,
+                batch_size=args.batch,
+                lr=args.lr,
+                progress=False,
+                max_grad_norm=synthetic.SAELENS_MAX_GRAD_NORM,  # SAELens's trainer always clips: ours too, here
             ),
             args.device,
         )

@@ -158,6 +158,39 @@ def test_a_learners_step_trains_exactly_like_the_built_in_one():
         )
 
 
+def test_max_grad_norm_clips_before_each_step_in_the_models_units():
+    """The built-in clip against a step that clips by hand before opt.step: the same weights after training (a clip
+    after the step, or one measured in the module's own units, would differ). A non-positive limit is refused."""
+    data = torch.randn(1024, 6) * 10
+    runs = []
+    for by_hand in (False, True):
+
+        def step(m, opt, x, dead, scale):
+            out = m.losses(x, dead=dead, l1_scale=scale)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            m.remove_parallel_grads_()
+            s = m.in_scale.item()  # an autoencoder: in and out scales are equal; matrices count s**2, biases s
+            norm = sum((w.grad.norm() * (s**2 if w.dim() == 2 else s)) ** 2 for w in m.parameters()) ** 0.5
+            for w in m.parameters():
+                w.grad *= min(1.0, 0.5 / (norm.item() + 1e-6))
+            opt.step()
+            m.normalise_decoder_()
+            return out
+
+        torch.manual_seed(1)
+        model = sae.SAE(sae.SAEConfig(d_in=6, d_sae=24, architecture="relu", l1_coeff=0.5))
+        gen = iter(sae.tensor_batches(data, 128, torch.Generator().manual_seed(2)))
+        clip = None if by_hand else 0.5
+        sae.train_sae(
+            model, gen, 1024, batch_size=128, progress=False, step_fn=step if by_hand else None, max_grad_norm=clip
+        )
+        runs.append(model.W_enc.detach().clone())
+    torch.testing.assert_close(runs[0], runs[1])
+    with pytest.raises(ValueError, match="max_grad_norm must be positive"):
+        sae.train_sae(model, data, 256, batch_size=128, progress=False, max_grad_norm=0.0)
+
+
 def test_ce_loss_recovered_is_one_for_an_exact_reconstruction(bundled_model):
     tokens = next(activations.token_batches(bundled_model, 8, n_ctx=32, seed=1))
     result = sae_metrics.ce_loss_recovered(

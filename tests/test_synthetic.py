@@ -4,10 +4,12 @@ import math
 
 import pytest
 import torch
+from sae_lens.saes.sae import TrainStepInput
 
 from interp_utils.dictionaries import synthetic
 from interp_utils.dictionaries.l0_target import L0Target
 from interp_utils.dictionaries.saelens_format import to_saelens
+from interp_utils.dictionaries.training import clip_grad_norm_, model_unit_weights
 
 pytestmark = pytest.mark.unit
 
@@ -40,6 +42,35 @@ def test_bad_settings_say_what_to_do(synth):
         synthetic.train_suite(synthetic.suite_sae("topk", 16, 128, k=4), synth, samples=100, batch=256)
     with pytest.raises(ValueError, match="positive"):
         synthetic.evaluate(to_saelens(synthetic.suite_sae("topk", 16, 128, k=4)), synth, samples=0)
+
+
+@pytest.mark.parametrize("architecture", synthetic.ARCHITECTURES)
+def test_saelens_like_has_the_same_loss_and_the_clip_sees_saelenss_gradient_norm(synth, architecture):
+    """The same weights in both units (SAELens's b_enc, b_dec and JumpReLU threshold are in_scale times this suite's):
+    SAELens's training loss is in_scale**2 times this suite's, and the gradient norm that train_sae's max_grad_norm
+    clips (measured with model_unit_weights) is the norm SAELens's trainer clips."""
+    x = synth.sample(256)
+    torch.manual_seed(0)
+    sae = synthetic.suite_sae(architecture, 16, 128, k=4)
+    sae.init_from_data(x)
+    with torch.no_grad():  # away from the tied initialisation, so that every term has a gradient
+        sae.b_enc.normal_(0, 0.1)
+        sae.W_enc.add_(0.05 * torch.randn_like(sae.W_enc))
+    s = sae.in_scale.item()
+    lens = synthetic.saelens_like(sae, steps=100)
+    with torch.no_grad():
+        for name, weight in lens.named_parameters():
+            weight.copy_(getattr(sae, name) * (1.0 if name.startswith("W_") else s))
+    ours = sae.losses(x)["loss"]
+    coefficients = {name: getattr(c, "value", c) for name, c in lens.get_coefficients().items()}
+    theirs = lens.training_forward_pass(TrainStepInput(x, coefficients, None, 0, False)).loss
+    assert theirs.item() == pytest.approx(s**2 * ours.item(), rel=1e-5)
+    ours.backward()
+    theirs.backward()
+    norm = clip_grad_norm_(model_unit_weights(sae, s, sae.out_scale.item()), math.inf).item()
+    assert norm == pytest.approx(torch.stack([w.grad.norm() for w in lens.parameters()]).norm().item(), rel=1e-5)
+    unweighted = clip_grad_norm_([(w, 1.0) for w in sae.parameters()], math.inf).item()
+    assert abs(unweighted * s**2 / norm - 1) > 1e-3  # s**2 for every gradient would fail the check above
 
 
 def test_a_decoder_made_of_the_true_features_scores_mcc_one(synth):

@@ -24,7 +24,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from interp_utils.dictionaries import architectures as arch
-from interp_utils.dictionaries.training import LoopConfig, TrainLog, train_loop
+from interp_utils.dictionaries.training import LoopConfig, TrainLog, model_unit_weights, train_loop
 
 ARCHITECTURES = ("topk", "relu", "jumprelu", "batchtopk", "matryoshka")
 
@@ -307,6 +307,7 @@ def train_sae(
     progress: bool = True,
     desc: str | None = None,
     step_fn: Callable[..., dict[str, Tensor]] | None = None,
+    max_grad_norm: float | None = None,
 ) -> TrainLog:
     """Adam on ``n_tokens`` activations (a tensor, shuffled, or an iterator of batches such as an ActivationBuffer),
     in the loop every dictionary shares (:func:`interp_utils.dictionaries.training.train_loop`).
@@ -316,7 +317,9 @@ def train_sae(
     resample dead latents at the fractions in ``resample_at``; TopK, BatchTopK and Matryoshka SAEs train them with the
     AuxK loss; JumpReLU SAEs do neither (as Rajamanoharan et al.). Dead means not fired for
     ``min(cfg.dead_tokens, n_tokens // 4)`` tokens. ``step_fn(sae, opt, x, dead, l1_scale)`` replaces
-    :func:`sae_train_step` (an autoencoder only: notebook 04's learner writes one).
+    :func:`sae_train_step` (an autoencoder only: notebook 04's learner writes one). ``max_grad_norm`` clips the
+    gradient's norm before every step as SAELens's trainer does, measured in the model's units
+    (:func:`interp_utils.dictionaries.training.model_unit_weights`).
     """
     if step_fn is not None and sae.is_transcoder:
         raise ValueError("step_fn takes an autoencoder's batch; train a transcoder with the built-in step.")
@@ -356,8 +359,11 @@ def train_sae(
         target,
         torch.zeros(sae.cfg.d_sae, device=device),
         min(sae.cfg.dead_tokens, max(1, n_tokens // 4)),
-        LoopConfig(lr, l1_warmup, lr_decay, log_every, progress, desc or f"training {sae.cfg.architecture} SAE"),
+        LoopConfig(
+            lr, l1_warmup, lr_decay, log_every, progress, desc or f"training {sae.cfg.architecture} SAE", max_grad_norm
+        ),
         after_step=resample,
+        grad_weights=model_unit_weights(sae, sae.in_scale.item(), sae.out_scale.item()),
     )
 
 

@@ -62,6 +62,7 @@ METRICS = ("l0", "dead", "explained_variance", "f1", "mcc", "uniqueness", "shrin
 
 SYNTHSAEBENCH_FEATURES = 16_384  # SynthSAEBench-16k's true features (its trees scale with them)
 SAELENS_DEAD_WINDOW = 1000  # steps: SAELens's dead_feature_window, as train_toy_sae sets it
+SAELENS_MAX_GRAD_NORM = 1.0  # SAELens's SAETrainer clips the gradient's norm at this (fixed in its code)
 
 
 def synthetic_model(
@@ -220,13 +221,15 @@ def train_suite(
     data: Iterator[Tensor] | None = None,
     progress: bool = False,
     control: L0Target | None = None,
+    max_grad_norm: float | None = None,
 ) -> Any:
     """Train this suite's ``sae`` in place on ``samples`` activations (fresh from ``synth`` unless ``data`` gives
     them; ``control`` steers a ReLU or JumpReLU SAE's coefficient to its target L0); returns it as a SAELens
-    inference SAE, ready for :func:`evaluate`."""
+    inference SAE, ready for :func:`evaluate`. ``max_grad_norm`` clips the gradient's norm as SAELens's trainer
+    does (at 1, ``SAELENS_MAX_GRAD_NORM``), measured in its units (raw inputs: ``train_sae`` converts)."""
     _check_budget(samples, batch)
     data = data or sampled_batches(synth, batch)
-    train_sae(sae, data, samples, batch_size=batch, lr=lr, progress=progress, step_fn=control)
+    train_sae(sae, data, samples, batch, lr, progress=progress, step_fn=control, max_grad_norm=max_grad_norm)
     return to_saelens(sae)
 
 
@@ -239,15 +242,16 @@ def dead_window(sae: SAE, samples: int, batch: int) -> int:
 
 
 def saelens_like(suite: SAE, steps: int, control: L0Target | None = None, warmup: float = 0.05) -> Any:
-    """SAELens's training SAE with the settings of a trained ``suite`` SAE, converted to raw inputs (this suite
-    divides inputs by ``in_scale``, SAELens does not): the same width, k and prefixes; for relu the L1 coefficient
-    (x ``control.scale`` if it was steered) times ``in_scale``; for jumprelu the L0 coefficient times ``in_scale**2``
-    and the initial threshold and bandwidth times ``in_scale`` (pre-activations with unit-norm decoder rows in raw
-    units are ``in_scale`` times this suite's); the coefficient warmed up over the same share of
-    the ``steps``. Trained on the same data with :func:`train_saelens` (same schedule, same dead window), the two
-    optimise the same loss up to the factor ``in_scale**2``; what still differs is each trainer's own: SAELens clips
-    the gradient norm at 1 and starts ``b_dec`` at zero (this suite at the data's geometric median), and Adam's steps
-    are in each one's units. A steered coefficient is fixed at its final value here."""
+    """SAELens's training SAE with the settings of a trained ``suite`` SAE, converted to raw inputs (this suite divides
+    inputs by ``in_scale``, SAELens does not): the same width, k and prefixes; for relu the L1 coefficient (x
+    ``control.scale`` if it was steered) times ``in_scale``; for jumprelu the L0 coefficient times ``in_scale**2`` and
+    the initial threshold and bandwidth times ``in_scale`` (pre-activations with unit-norm decoder rows in raw units are
+    ``in_scale`` times this suite's); the coefficient warmed up over the same share of the ``steps``. Trained on the
+    same data with :func:`train_saelens` (same schedule, same dead window), the two optimise the same loss up to the
+    factor ``in_scale**2`` (and clip the gradient's norm alike, measured in raw units, if :func:`train_suite` is given
+    ``SAELENS_MAX_GRAD_NORM``); what still differs is each trainer's own: SAELens starts ``b_dec`` at zero (this suite
+    at the data's geometric median) and Adam's steps are in each one's units. A steered coefficient is fixed at its
+    final value here."""
     cfg, s = suite.cfg, suite.in_scale.item()
     scale = control.scale if control is not None else 1.0
     device = str(suite.W_dec.device)

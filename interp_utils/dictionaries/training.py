@@ -6,7 +6,7 @@ optionally something to do after a step (resampling dead latents)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -59,6 +59,30 @@ def update_since_fired(since_fired: Float[Tensor, "*layer d_sae"], acts: Float[T
     return torch.where((acts > 0).any(0), 0.0, since_fired + len(acts))
 
 
+def clip_grad_norm_(weighted: Sequence[tuple[Tensor, float]], max_norm: float) -> Tensor:
+    """Scale every gradient by one factor so that the norm of all the (weight x gradient) together is at most
+    ``max_norm``: torch's ``clip_grad_norm_``, with each parameter's gradient measured in other units (the weight
+    converts it). Returns the weighted norm before clipping."""
+    grads = [(p.grad, w) for p, w in weighted if p.grad is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    norm = torch.stack([g.detach().norm() * w for g, w in grads]).norm()
+    factor = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    for g, _ in grads:
+        g.detach().mul_(factor)
+    return norm
+
+
+def model_unit_weights(module: torch.nn.Module, in_scale: float, out_scale: float) -> list[tuple[Tensor, float]]:
+    """``grad_weights`` that measure a dictionary's gradient in the model's units, for a dictionary that divides its
+    inputs by ``in_scale`` and its targets by ``out_scale`` (an SAE or transcoder: W_enc, W_dec, biases and thresholds).
+    With unscaled inputs and targets and the decoder rows as they are, the loss is ``out_scale**2`` times larger, W_enc
+    ``out_scale / in_scale`` times and the biases and thresholds ``out_scale`` times; so the gradients of W_enc, W_dec
+    and the rest are ``in_scale * out_scale``, ``out_scale**2`` and ``out_scale`` times this module's."""
+    weight = {"W_enc": in_scale * out_scale, "W_dec": out_scale**2}
+    return [(p, weight.get(name, out_scale)) for name, p in module.named_parameters()]
+
+
 Step = Callable[[torch.optim.Optimizer, Tensor, Tensor, float], dict[str, Tensor]]  # (opt, batch, dead, l1 scale)
 AfterStep = Callable[[int, Tensor, Tensor, dict[str, Tensor], torch.optim.Optimizer], int]  # -> latents resampled
 
@@ -73,6 +97,7 @@ class LoopConfig:
     log_every: int = 10
     progress: bool = True
     desc: str = "training"
+    max_grad_norm: float | None = None  # clip the gradient's total norm to this before each step (None: no clipping)
 
 
 def train_loop(
@@ -86,16 +111,28 @@ def train_loop(
     window: int,
     cfg: LoopConfig,
     after_step: AfterStep | None = None,
+    grad_weights: Sequence[tuple[Tensor, float]] | None = None,
 ) -> TrainLog:
-    """``steps`` steps of Adam on ``module``, starting with the batch ``first`` and drawing the rest from
-    ``batches``. Each step: the latents not fired for ``window`` tokens are dead (``since_fired``, per latent, or per
-    layer and latent); ``step(opt, batch, dead, l1_scale)`` takes the optimiser step and returns the loss parts
-    (loss, mse, err, acts); the schedule moves on; the counters are updated; ``after_step`` may resample dead latents
-    (their counters restart). Every ``log_every`` steps the log records the losses against ``target(batch)``."""
+    """``steps`` steps of Adam on ``module``, starting with the batch ``first`` and drawing the rest from ``batches``.
+    Each step: the latents not fired for ``window`` tokens are dead (``since_fired``, per latent, or per layer and
+    latent); ``step(opt, batch, dead, l1_scale)`` takes the optimiser step (the gradient clipped first to
+    ``cfg.max_grad_norm`` if set, its norm measured by :func:`clip_grad_norm_` with ``grad_weights``, every parameter
+    at weight 1 by default) and returns the loss parts (loss, mse, err, acts); the schedule moves on; the counters
+    are updated; ``after_step`` may resample dead latents (their counters restart). Every ``log_every`` steps the log
+    records the losses against ``target(batch)``."""
     if steps < 1:
         raise ValueError(f"Train for at least one step, got {steps}.")
+    if cfg.max_grad_norm is not None and not cfg.max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm must be positive, or None for no clipping (got {cfg.max_grad_norm}).")
     device = since_fired.device
     opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    if cfg.max_grad_norm is not None:  # a hook on the optimiser, so it holds for any step, a learner's included
+        limit, weighted = cfg.max_grad_norm, grad_weights or [(p, 1.0) for p in module.parameters()]
+
+        def clip(*_: object) -> None:
+            clip_grad_norm_(weighted, limit)
+
+        opt.register_step_pre_hook(clip)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: schedule(s, steps, cfg.l1_warmup, cfg.lr_decay)[0])
     log, batch = TrainLog(), first
     bar = tqdm(range(steps), desc=cfg.desc, disable=not cfg.progress, mininterval=1.0)
