@@ -159,18 +159,19 @@ def test_a_learners_step_trains_exactly_like_the_built_in_one():
 
 
 def test_max_grad_norm_clips_before_each_step_in_the_models_units():
-    """The built-in clip against a step that clips by hand before opt.step: the same weights after training (a clip
-    after the step, or one measured in the module's own units, would differ). A non-positive limit is refused."""
+    """The built-in clip against a step that clips by hand before opt.step, its norm weighted as in the model's units
+    (matrices in_scale**2, biases in_scale): the same weights after training. Weighted as in the module's own units
+    (all 1), the same by-hand clip ends elsewhere, so the comparison can fail. A non-positive limit is refused."""
+    torch.manual_seed(0)
     data = torch.randn(1024, 6) * 10
-    runs = []
-    for by_hand in (False, True):
 
+    def by_hand(model_units):
         def step(m, opt, x, dead, scale):
             out = m.losses(x, dead=dead, l1_scale=scale)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             m.remove_parallel_grads_()
-            s = m.in_scale.item()  # an autoencoder: in and out scales are equal; matrices count s**2, biases s
+            s = m.in_scale.item() if model_units else 1.0  # an autoencoder: its in and out scales are equal
             norm = sum((w.grad.norm() * (s**2 if w.dim() == 2 else s)) ** 2 for w in m.parameters()) ** 0.5
             for w in m.parameters():
                 w.grad *= min(1.0, 0.5 / (norm.item() + 1e-6))
@@ -178,15 +179,17 @@ def test_max_grad_norm_clips_before_each_step_in_the_models_units():
             m.normalise_decoder_()
             return out
 
+        return step
+
+    runs = []
+    for step_fn, clip in ((None, 0.5), (by_hand(True), None), (by_hand(False), None)):
         torch.manual_seed(1)
         model = sae.SAE(sae.SAEConfig(d_in=6, d_sae=24, architecture="relu", l1_coeff=0.5))
         gen = iter(sae.tensor_batches(data, 128, torch.Generator().manual_seed(2)))
-        clip = None if by_hand else 0.5
-        sae.train_sae(
-            model, gen, 1024, batch_size=128, progress=False, step_fn=step if by_hand else None, max_grad_norm=clip
-        )
+        sae.train_sae(model, gen, 1024, batch_size=128, lr=1e-2, progress=False, step_fn=step_fn, max_grad_norm=clip)
         runs.append(model.W_enc.detach().clone())
     torch.testing.assert_close(runs[0], runs[1])
+    assert (runs[0] - runs[2]).abs().max() > 1e-4  # ten times assert_close's tolerance
     with pytest.raises(ValueError, match="max_grad_norm must be positive"):
         sae.train_sae(model, data, 256, batch_size=128, progress=False, max_grad_norm=0.0)
 

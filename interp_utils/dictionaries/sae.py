@@ -319,7 +319,8 @@ def train_sae(
     ``min(cfg.dead_tokens, n_tokens // 4)`` tokens. ``step_fn(sae, opt, x, dead, l1_scale)`` replaces
     :func:`sae_train_step` (an autoencoder only: notebook 04's learner writes one). ``max_grad_norm`` clips the
     gradient's norm before every step as SAELens's trainer does, measured in the model's units
-    (:func:`interp_utils.dictionaries.training.model_unit_weights`).
+    (:func:`interp_utils.dictionaries.training.model_unit_weights`) once the gradient along unit-norm decoder rows is
+    removed (SAELens's rows are free: it has no such part to remove).
     """
     if step_fn is not None and sae.is_transcoder:
         raise ValueError("step_fn takes an autoencoder's batch; train a transcoder with the built-in step.")

@@ -248,10 +248,12 @@ def saelens_like(suite: SAE, steps: int, control: L0Target | None = None, warmup
     the initial threshold and bandwidth times ``in_scale`` (pre-activations with unit-norm decoder rows in raw units are
     ``in_scale`` times this suite's); the coefficient warmed up over the same share of the ``steps``. Trained on the
     same data with :func:`train_saelens` (same schedule, same dead window), the two optimise the same loss up to the
-    factor ``in_scale**2`` (and clip the gradient's norm alike, measured in raw units, if :func:`train_suite` is given
-    ``SAELENS_MAX_GRAD_NORM``); what still differs is each trainer's own: SAELens starts ``b_dec`` at zero (this suite
-    at the data's geometric median) and Adam's steps are in each one's units. A steered coefficient is fixed at its
-    final value here."""
+    factor ``in_scale**2`` while no latent is dead (and clip the gradient at the same norm in raw units if
+    :func:`train_suite` is given ``SAELENS_MAX_GRAD_NORM``); what still differs is each trainer's own: SAELens starts
+    ``b_dec`` at zero (this suite at the data's geometric median), leaves its decoder rows free (this suite holds them
+    at unit norm but for relu, and measures the clipped norm once the gradient along them is removed), weights the AuxK
+    loss by 1 times the dead latents' share of ``d_in / 2`` (up to 1; this suite by ``aux_coeff``, Gao et al.'s 1/32),
+    and takes Adam's steps in its own units. A steered coefficient is fixed at its final value here."""
     cfg, s = suite.cfg, suite.in_scale.item()
     scale = control.scale if control is not None else 1.0
     device = str(suite.W_dec.device)
