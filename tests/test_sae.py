@@ -1,8 +1,12 @@
+import dataclasses
+import math
+
 import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp_utils import activations, loading, sae, sae_metrics, superposition
+from interp_utils.dictionaries.training import clip_grad_norm_, model_unit_weights
 
 HOOK = "blocks.2.hook_resid_pre"
 
@@ -192,6 +196,32 @@ def test_max_grad_norm_clips_before_each_step_in_the_models_units():
     assert (runs[0] - runs[2]).abs().max() > 1e-4  # ten times assert_close's tolerance
     with pytest.raises(ValueError, match="max_grad_norm must be positive"):
         sae.train_sae(model, data, 256, batch_size=128, progress=False, max_grad_norm=0.0)
+
+
+@pytest.mark.parametrize("architecture", ["topk", "relu"])
+def test_model_unit_weights_convert_a_transcoders_gradient(architecture):
+    """A transcoder reads x / in_scale and predicts y / out_scale (in_scale != out_scale). Its twin in the model's
+    units (scales 1; W_enc * out/in, biases * out, the L1 coefficient * out) computes the same function with a loss
+    out_scale**2 times larger; the weighted norm of the transcoder's gradient is the twin's plain one."""
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 6) * 3, torch.randn(256, 5) * 0.5 + 0.2
+    cfg = sae.SAEConfig(d_in=6, d_sae=24, d_out=5, architecture=architecture, k=3, l1_coeff=0.5)
+    ours = sae.SAE(cfg)
+    ours.init_from_data(x, y)
+    a, b = ours.in_scale.item(), ours.out_scale.item()
+    assert abs(a / b - 1) > 0.5
+    twin = sae.SAE(dataclasses.replace(cfg, l1_coeff=cfg.l1_coeff * b))
+    with torch.no_grad():
+        ours.b_enc.normal_(0, 0.1)
+        for name, weight in twin.named_parameters():
+            weight.copy_(getattr(ours, name) * {"W_enc": b / a, "W_dec": 1.0}.get(name, b))
+    torch.testing.assert_close(twin(x), ours(x))
+    loss, twin_loss = ours.losses(x, y)["loss"], twin.losses(x, y)["loss"]
+    assert twin_loss.item() == pytest.approx(b**2 * loss.item(), rel=1e-5)
+    loss.backward()
+    twin_loss.backward()
+    norm = clip_grad_norm_(model_unit_weights(ours, a, b), math.inf).item()
+    assert norm == pytest.approx(clip_grad_norm_([(w, 1.0) for w in twin.parameters()], math.inf).item(), rel=1e-5)
 
 
 def test_ce_loss_recovered_is_one_for_an_exact_reconstruction(bundled_model):

@@ -1,6 +1,5 @@
 """interp_utils.dictionaries.synthetic: SAELens's synthetic ground truth, trained on by both trainers."""
 
-import dataclasses
 import math
 
 import pytest
@@ -9,7 +8,6 @@ from sae_lens.saes.sae import TrainStepInput
 
 from interp_utils.dictionaries import synthetic
 from interp_utils.dictionaries.l0_target import L0Target
-from interp_utils.dictionaries.sae import SAE, SAEConfig
 from interp_utils.dictionaries.saelens_format import to_saelens
 from interp_utils.dictionaries.training import clip_grad_norm_, model_unit_weights
 
@@ -73,32 +71,6 @@ def test_saelens_like_has_the_same_loss_and_the_clip_sees_saelenss_gradient_norm
     assert norm == pytest.approx(torch.stack([w.grad.norm() for w in lens.parameters()]).norm().item(), rel=1e-5)
     unweighted = clip_grad_norm_([(w, 1.0) for w in sae.parameters()], math.inf).item()
     assert abs(unweighted * s**2 / norm - 1) > 1e-2  # s**2 for every gradient would fail the check above
-
-
-@pytest.mark.parametrize("architecture", ["topk", "relu"])
-def test_model_unit_weights_convert_a_transcoders_gradient(architecture):
-    """A transcoder reads x / in_scale and predicts y / out_scale (in_scale != out_scale). Its twin in the model's
-    units (scales 1; W_enc * out/in, biases * out, the L1 coefficient * out) computes the same function with a loss
-    out_scale**2 times larger; the weighted norm of the transcoder's gradient is the twin's plain one."""
-    torch.manual_seed(0)
-    x, y = torch.randn(256, 6) * 3, torch.randn(256, 5) * 0.5 + 0.2
-    cfg = SAEConfig(d_in=6, d_sae=24, d_out=5, architecture=architecture, k=3, l1_coeff=0.5)
-    ours = SAE(cfg)
-    ours.init_from_data(x, y)
-    a, b = ours.in_scale.item(), ours.out_scale.item()
-    assert abs(a / b - 1) > 0.5
-    twin = SAE(dataclasses.replace(cfg, l1_coeff=cfg.l1_coeff * b))
-    with torch.no_grad():
-        ours.b_enc.normal_(0, 0.1)
-        for name, weight in twin.named_parameters():
-            weight.copy_(getattr(ours, name) * {"W_enc": b / a, "W_dec": 1.0}.get(name, b))
-    torch.testing.assert_close(twin(x), ours(x))
-    loss, twin_loss = ours.losses(x, y)["loss"], twin.losses(x, y)["loss"]
-    assert twin_loss.item() == pytest.approx(b**2 * loss.item(), rel=1e-5)
-    loss.backward()
-    twin_loss.backward()
-    norm = clip_grad_norm_(model_unit_weights(ours, a, b), math.inf).item()
-    assert norm == pytest.approx(clip_grad_norm_([(w, 1.0) for w in twin.parameters()], math.inf).item(), rel=1e-5)
 
 
 def test_a_decoder_made_of_the_true_features_scores_mcc_one(synth):

@@ -351,6 +351,7 @@ def train_sae(
         x, y = _split(batch, sae)
         return (x if y is None else y) / sae.out_scale
 
+    units = None if max_grad_norm is None else model_unit_weights(sae, sae.in_scale.item(), sae.out_scale.item())
     return train_loop(
         sae,
         batches,
@@ -364,7 +365,7 @@ def train_sae(
             lr, l1_warmup, lr_decay, log_every, progress, desc or f"training {sae.cfg.architecture} SAE", max_grad_norm
         ),
         after_step=resample,
-        grad_weights=model_unit_weights(sae, sae.in_scale.item(), sae.out_scale.item()),
+        grad_weights=units,
     )
 
 

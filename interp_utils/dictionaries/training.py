@@ -79,12 +79,12 @@ def model_unit_weights(module: torch.nn.Module, in_scale: float, out_scale: floa
     With unscaled inputs and targets and the decoder rows as they are, the loss is ``out_scale**2`` times larger, W_enc
     ``out_scale / in_scale`` times and the biases and thresholds ``out_scale`` times; so the gradients of W_enc, W_dec
     and the rest are ``in_scale * out_scale``, ``out_scale**2`` and ``out_scale`` times this module's."""
-    weight = {"W_enc": in_scale * out_scale, "W_dec": out_scale**2, "b_enc": out_scale, "b_dec": out_scale}
-    weight["threshold"] = out_scale
-    pairs = [(p, weight.get(name.rsplit(".", 1)[-1])) for name, p in module.named_parameters()]
-    if unknown := [name for (name, _), (_, w) in zip(module.named_parameters(), pairs, strict=True) if w is None]:
+    weight = {"W_enc": in_scale * out_scale, "W_dec": out_scale**2}
+    weight |= dict.fromkeys(("b_enc", "b_dec", "threshold"), out_scale)
+    named = [(name, name.rsplit(".", 1)[-1], p) for name, p in module.named_parameters()]
+    if unknown := [name for name, short, _ in named if short not in weight]:
         raise ValueError(f"no conversion to the model's units known for {unknown}: give train_loop its own weights")
-    return [(p, float(w)) for p, w in pairs if w is not None]
+    return [(p, weight[short]) for _, short, p in named]
 
 
 Step = Callable[[torch.optim.Optimizer, Tensor, Tensor, float], dict[str, Tensor]]  # (opt, batch, dead, l1 scale)
